@@ -1,0 +1,404 @@
+//! Ferrovec's configuration.
+//!
+//! One TOML file describes every role and backend; every key has a default, so an empty
+//! file (or none) gives a working standalone server. Layers, lowest first: defaults, the
+//! file, environment variables `FERROVEC__<SECTION>__<KEY>` (values parsed as TOML
+//! literals, falling back to strings), then command-line flags applied by the binary.
+//! Unknown keys are errors that name the key, so typos do not pass silently.
+//! `docs/config.md` lists every key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config value {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Where logs go and how verbose they are.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter directive: "info", "debug", "fv_querynode=debug,info", ...
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fdatasync before acknowledging every write (group commit).
+    Always,
+    /// Leave flushing to the OS: survives a process crash, not a power loss.
+    Never,
+}
+
+/// The log broker (Milvus MsgStream).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// "embedded" (a durable file log under `<data_dir>/log`).
+    pub kind: String,
+    pub fsync: FsyncPolicy,
+    /// Size of one log segment file.
+    pub segment_bytes: u64,
+    /// Largest record; producers split larger inserts.
+    pub max_message_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { kind: "embedded".into(), fsync: FsyncPolicy::Always, segment_bytes: 64 << 20, max_message_bytes: 8 << 20 }
+    }
+}
+
+/// The meta store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// "embedded" (a file-backed KV under `<data_dir>/meta`).
+    pub kind: String,
+    /// Key prefix all of Ferrovec's keys live under.
+    pub root: String,
+    /// Session lease time-to-live; a role that stops refreshing disappears after it.
+    pub session_ttl_ms: u64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self { kind: "embedded".into(), root: "ferrovec".into(), session_ttl_ms: 10_000 }
+    }
+}
+
+/// Object storage for binlogs and index files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// "local" (a directory, `<data_dir>/objects`).
+    pub kind: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { kind: "local".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Milvus gRPC port.
+    pub port: u16,
+    /// Host to bind.
+    pub host: String,
+    /// Largest request accepted (Milvus allows 256 MiB inserts).
+    pub max_request_bytes: usize,
+    /// Largest nq * topk of one search.
+    pub max_result_window: i64,
+    /// Staleness allowed for Bounded reads.
+    pub bounded_staleness_ms: u64,
+    /// How long a read waits for the requested serviceable time.
+    pub read_timeout_ms: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            port: 19530,
+            host: "0.0.0.0".into(),
+            max_request_bytes: 256 << 20,
+            max_result_window: 16_384,
+            bounded_staleness_ms: 5_000,
+            read_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RootCoordConfig {
+    /// Number of pchannels (topics) collections' shards are spread over.
+    pub dml_channels: usize,
+    /// Period of TimeTick messages on pchannels in use.
+    pub time_tick_interval_ms: u64,
+    /// Maximum shards per collection.
+    pub max_shards: i32,
+}
+
+impl Default for RootCoordConfig {
+    fn default() -> Self {
+        Self { dml_channels: 16, time_tick_interval_ms: 200, max_shards: 16 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataCoordConfig {
+    /// A growing segment is sealed when its estimated size reaches this.
+    pub segment_max_bytes: u64,
+    /// ... or when it holds this many rows (0: derive from size only).
+    pub segment_max_rows: u64,
+    /// ... or when nothing was written to it for this long.
+    pub segment_idle_seal_ms: u64,
+    /// Period of garbage collection of dropped segments' files.
+    pub gc_interval_ms: u64,
+    /// How often the log is truncated below every consumer's checkpoint.
+    pub log_truncate_interval_ms: u64,
+}
+
+impl Default for DataCoordConfig {
+    fn default() -> Self {
+        Self {
+            segment_max_bytes: 512 << 20,
+            segment_max_rows: 0,
+            segment_idle_seal_ms: 600_000,
+            gc_interval_ms: 60_000,
+            log_truncate_interval_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataNodeConfig {
+    /// Buffered deletes of flushed segments are written out this often.
+    pub delete_flush_interval_ms: u64,
+    /// Also written out once this many are buffered.
+    pub delete_buffer_rows: usize,
+}
+
+impl Default for DataNodeConfig {
+    fn default() -> Self {
+        Self { delete_flush_interval_ms: 10_000, delete_buffer_rows: 100_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryCoordConfig {
+    /// Period of the reconciliation loop (handoff, reassignment).
+    pub check_interval_ms: u64,
+}
+
+impl Default for QueryCoordConfig {
+    fn default() -> Self {
+        Self { check_interval_ms: 500 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryNodeConfig {}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexNodeConfig {
+    /// Concurrent index builds.
+    pub slots: i64,
+}
+
+impl Default for IndexNodeConfig {
+    fn default() -> Self {
+        Self { slots: 1 }
+    }
+}
+
+/// Health and metrics HTTP endpoint of each process.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub port: u16,
+    pub host: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { port: 9091, host: "0.0.0.0".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of everything a standalone server stores (log, meta, objects).
+    pub data_dir: PathBuf,
+    /// Id of this process' nodes (0: allocate one at start).
+    pub node_id: i64,
+    pub log: LogConfig,
+    pub broker: BrokerConfig,
+    pub meta: MetaConfig,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    pub proxy: ProxyConfig,
+    pub rootcoord: RootCoordConfig,
+    pub datacoord: DataCoordConfig,
+    pub datanode: DataNodeConfig,
+    pub querycoord: QueryCoordConfig,
+    pub querynode: QueryNodeConfig,
+    pub indexnode: IndexNodeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            node_id: 0,
+            log: LogConfig::default(),
+            broker: BrokerConfig::default(),
+            meta: MetaConfig::default(),
+            storage: StorageConfig::default(),
+            http: HttpConfig::default(),
+            proxy: ProxyConfig::default(),
+            rootcoord: RootCoordConfig::default(),
+            datacoord: DataCoordConfig::default(),
+            datanode: DataNodeConfig::default(),
+            querycoord: QueryCoordConfig::default(),
+            querynode: QueryNodeConfig::default(),
+            indexnode: IndexNodeConfig::default(),
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "FERROVEC__";
+
+impl Config {
+    /// Loads defaults < `file` (if any) < `FERROVEC__...` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, std::env::vars())
+    }
+
+    /// Parses TOML text and applies env-style overrides (testable without touching the
+    /// process environment).
+    pub fn from_toml_and_env(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut root: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        for (k, v) in env {
+            let Some(path) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let keys: Vec<String> = path.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if keys.iter().any(|k| k.is_empty()) {
+                return Err(ConfigError::Parse(format!("malformed environment override {k}")));
+            }
+            set_path(&mut root, &keys, parse_env_value(&v)).map_err(|e| ConfigError::Parse(format!("{k}: {e}")))?;
+        }
+        let cfg: Config = toml::Value::Table(root).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
+        if self.rootcoord.dml_channels == 0 || self.rootcoord.dml_channels > 1024 {
+            return bad("rootcoord.dml_channels", "must be in 1..=1024");
+        }
+        if self.rootcoord.time_tick_interval_ms == 0 {
+            return bad("rootcoord.time_tick_interval_ms", "must be positive");
+        }
+        if self.broker.max_message_bytes < 64 << 10 {
+            return bad("broker.max_message_bytes", "must be at least 64 KiB");
+        }
+        if !["embedded"].contains(&self.broker.kind.as_str()) {
+            return bad("broker.kind", "only \"embedded\" is available in this build");
+        }
+        if !["embedded"].contains(&self.meta.kind.as_str()) {
+            return bad("meta.kind", "only \"embedded\" is available in this build");
+        }
+        if !["local"].contains(&self.storage.kind.as_str()) {
+            return bad("storage.kind", "only \"local\" is available in this build");
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return bad("log.format", "must be \"text\" or \"json\"");
+        }
+        if self.meta.session_ttl_ms < 500 {
+            return bad("meta.session_ttl_ms", "must be at least 500");
+        }
+        if self.indexnode.slots < 1 {
+            return bad("indexnode.slots", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    // Parse as a TOML literal (numbers, booleans, quoted strings, arrays); anything else
+    // is taken as a plain string.
+    match format!("x = {v}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("x").unwrap_or_else(|| toml::Value::String(v.to_string())),
+        Err(_) => toml::Value::String(v.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut cur = table;
+    for k in parents {
+        let entry = cur.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("{k} is not a section"))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let c = Config::from_toml_and_env("", std::iter::empty()).expect("defaults are valid");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.proxy.port, 19530);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let toml = "data_dir = \"/tmp/x\"\n[proxy]\nport = 1234\n[broker]\nfsync = \"never\"\n";
+        let env = vec![
+            ("FERROVEC__PROXY__PORT".to_string(), "4321".to_string()),
+            ("FERROVEC__LOG__LEVEL".to_string(), "debug".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::from_toml_and_env(toml, env.into_iter()).expect("valid");
+        assert_eq!(c.proxy.port, 4321);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.broker.fsync, FsyncPolicy::Never);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let e = Config::from_toml_and_env("[proxy]\nprot = 1\n", std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+        let e = Config::from_toml_and_env("[rootcoord]\ndml_channels = 0\n", std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("dml_channels"), "{e}");
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "[datacoord]\nsegment_max_rows = 5\n").expect("write");
+        let c = Config::load(Some(&path)).expect("loads");
+        assert_eq!(c.datacoord.segment_max_rows, 5);
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}
