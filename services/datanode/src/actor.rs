@@ -1,0 +1,68 @@
+//! `DataNodeActor` owns this node's pipelines: it starts one per watched vchannel,
+//! stops it on unwatch and forwards flush requests to it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use fv_common::{Code, FvError, FvResult};
+use fv_proto::fv::datanode::{FlushSegmentsRequest, UnwatchDmChannelRequest, WatchDmChannelRequest};
+use fv_runtime::{RoleContext, atomic_handlers};
+use parking_lot::Mutex;
+
+use crate::pipeline::{self, Command, Pipeline, PipelineHandle};
+
+pub struct Core {
+    pub ctx: RoleContext,
+    pub pipelines: Mutex<HashMap<String, Arc<PipelineHandle>>>,
+}
+
+impl Core {
+    pub async fn watch(&self, req: WatchDmChannelRequest) -> FvResult<()> {
+        let vchannel = req.channel.as_ref().map(|c| c.vchannel.clone()).unwrap_or_default();
+        if self.pipelines.lock().contains_key(&vchannel) {
+            return Ok(());
+        }
+        let p = Pipeline::prepare(self.ctx.clone(), &req).await?;
+        let handle = pipeline::spawn(p, &self.ctx.shutdown);
+        self.pipelines.lock().insert(vchannel, handle);
+        Ok(())
+    }
+
+    pub async fn unwatch(&self, req: UnwatchDmChannelRequest) -> FvResult<()> {
+        if let Some(h) = self.pipelines.lock().remove(&req.vchannel) {
+            h.stop.trigger();
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&self, req: FlushSegmentsRequest) -> FvResult<()> {
+        let handle = self.pipelines.lock().get(&req.vchannel).cloned().ok_or_else(|| {
+            FvError::new(Code::ChannelNotFound, format!("channel not found[channel={}]", req.vchannel))
+        })?;
+        handle
+            .commands
+            .send(Command::Flush { segment_ids: req.segment_ids, seal_ts: req.seal_ts, flush_deletes: req.flush_deletes })
+            .map_err(|_| FvError::unavailable(format!("pipeline of {} stopped", req.vchannel)))
+    }
+
+    pub fn watched(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.pipelines.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+pub struct DataNodeActor {
+    pub core: Arc<Core>,
+}
+
+impl Actor for DataNodeActor {
+    type Context = Context<Self>;
+}
+
+atomic_handlers!(DataNodeActor, core;
+    Watch(WatchDmChannelRequest) => watch -> ();
+    Unwatch(UnwatchDmChannelRequest) => unwatch -> ();
+    Flush(FlushSegmentsRequest) => flush -> ();
+);

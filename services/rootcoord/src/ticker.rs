@@ -1,0 +1,125 @@
+//! Time ticks.
+//!
+//! A TimeTick T on a pchannel promises that no DML with a timestamp <= T follows it. To
+//! publish T, rootcoord first asks every live proxy to confirm T: a proxy answers once
+//! each DML it started on any pchannel before the request is stored on the log (its
+//! producers are serial, so the answer waits behind at most one DML), and every DML it
+//! starts afterwards gets a timestamp allocated after T. Then T is appended to every
+//! pchannel in use. Rounds run periodically and on demand (`SyncTimeTick`, used by
+//! readers that need serviceable time now); concurrent demands share a round.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fv_common::channel::tick_subject;
+use fv_common::{Code, FvError, FvResult, Timestamp};
+use fv_logbroker::OutgoingMessage;
+use fv_proto::fv::msg::{DmlMessage, TimeTickMsg, dml_message::Body};
+use fv_proto::fv::proxy::ConfirmTimeTickRequest;
+use fv_runtime::rpc::Role;
+use fv_runtime::rpcs::proxy::ConfirmTimeTick;
+use fv_runtime::{RoleContext, Target, session};
+use parking_lot::RwLock;
+use prost::Message;
+
+use crate::actor::TsoHandle;
+use crate::catalog::Catalog;
+
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Ticker {
+    ctx: RoleContext,
+    tso: TsoHandle,
+    catalog: Arc<RwLock<Catalog>>,
+    last_published: AtomicU64,
+    round: tokio::sync::Mutex<()>,
+}
+
+impl Ticker {
+    pub fn new(ctx: RoleContext, tso: TsoHandle, catalog: Arc<RwLock<Catalog>>) -> Arc<Ticker> {
+        Arc::new(Ticker { ctx, tso, catalog, last_published: AtomicU64::new(0), round: tokio::sync::Mutex::new(()) })
+    }
+
+    pub fn last_published(&self) -> Timestamp {
+        self.last_published.load(Ordering::Acquire)
+    }
+
+    fn pchannels_in_use(&self) -> BTreeSet<String> {
+        self.catalog.read().all().iter().flat_map(|c| c.pchannels.clone()).collect()
+    }
+
+    /// One round: allocate T, have every proxy confirm it, publish it everywhere.
+    async fn run_round(&self) -> FvResult<Timestamp> {
+        let t = self.tso.alloc_ts(1).await?;
+        let proxies = session::list(&self.ctx.meta, Role::Proxy).await?;
+        let req = ConfirmTimeTickRequest { timestamp: t, pchannels: vec![] };
+        let confirmations = futures::future::join_all(
+            proxies
+                .iter()
+                .map(|p| self.ctx.rpc.call_with_timeout::<ConfirmTimeTick>(Target::Node(p.node_id), &req, CONFIRM_TIMEOUT)),
+        )
+        .await;
+        for (p, c) in proxies.iter().zip(confirmations) {
+            match c {
+                Ok(_) => {}
+                // A proxy whose session outlived its process serves nothing and can
+                // produce nothing: it cannot hold DML back.
+                Err(e) if e.code == Code::ServiceUnavailable => {
+                    tracing::debug!(proxy = p.node_id, "proxy gone; not waiting for it")
+                }
+                Err(e) => {
+                    return Err(e.context(format!("proxy {} did not confirm time tick", p.node_id)));
+                }
+            }
+        }
+        let payload = Bytes::from(DmlMessage { body: Some(Body::TimeTick(TimeTickMsg { timestamp: t, source_id: self.ctx.node_id })) }.encode_to_vec());
+        let channels = self.pchannels_in_use();
+        let results = futures::future::join_all(channels.iter().map(|p| {
+            let msg = OutgoingMessage::new(tick_subject(p), payload.clone());
+            self.ctx.broker.produce(p, vec![msg])
+        }))
+        .await;
+        for (p, r) in channels.iter().zip(results) {
+            r.map_err(|e| FvError::unavailable(format!("cannot publish time tick on {p}: {e}")))?;
+        }
+        self.last_published.fetch_max(t, Ordering::AcqRel);
+        Ok(t)
+    }
+
+    /// Publishes a tick >= `min_ts` (a fresh one when `min_ts` is 0) and returns it.
+    pub async fn sync(&self, min_ts: Timestamp) -> FvResult<Timestamp> {
+        let last = self.last_published();
+        if min_ts != 0 && last >= min_ts {
+            return Ok(last);
+        }
+        let _round = self.round.lock().await;
+        let last = self.last_published();
+        if min_ts != 0 && last >= min_ts {
+            return Ok(last);
+        }
+        self.run_round().await
+    }
+
+    /// The periodic loop; ends with the role.
+    pub async fn run(self: Arc<Self>) {
+        let period = Duration::from_millis(self.ctx.config.rootcoord.time_tick_interval_ms);
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.ctx.shutdown.wait() => return,
+                _ = interval.tick() => {}
+            }
+            if self.pchannels_in_use().is_empty() {
+                continue;
+            }
+            let _round = self.round.lock().await;
+            if let Err(e) = self.run_round().await {
+                tracing::warn!(error = %e, "time tick round failed");
+            }
+        }
+    }
+}
