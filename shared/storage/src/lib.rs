@@ -12,6 +12,7 @@ pub mod bloom;
 pub mod column;
 pub mod error;
 pub mod paths;
+pub mod result;
 pub mod segment;
 
 pub use column::{Column, ColumnData};

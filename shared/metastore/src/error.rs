@@ -1,0 +1,33 @@
+//! Errors of the meta store.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("lease {lease} not found or expired")]
+    LeaseNotFound { lease: i64 },
+    /// A watch asked for history that is no longer kept.
+    #[error("revision {requested} is compacted (oldest kept: {oldest})")]
+    Compacted { requested: i64, oldest: i64 },
+    #[error("corrupt meta log {path} at offset {offset}: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend cannot be reached (retriable).
+    #[error("meta store unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+}
+
+impl MetaError {
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, MetaError::Unavailable { .. })
+    }
+}
