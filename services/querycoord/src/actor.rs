@@ -1,0 +1,397 @@
+//! `QueryCoordActor` serialises load/release and reconciliation rounds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use fv_common::{Code, CollectionId, FvError, FvResult, PartitionId};
+use fv_metastore::TxnOp;
+use fv_proto::common::LoadState;
+use fv_proto::fv::datacoord::GetRecoveryInfoRequest;
+use fv_proto::fv::meta::{CollectionInfo, LoadInfo, LoadStatus};
+use fv_proto::fv::querycoord::{
+    GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest, LoadPartitionsRequest, ReleaseCollectionRequest,
+    ReleasePartitionsRequest, ShardLeader,
+};
+use fv_proto::fv::querynode::{
+    GetDataDistributionRequest, GetDataDistributionResponse, LoadSegmentsRequest, ReleaseSegmentsRequest, SyncAction,
+    SyncDistributionRequest, SyncType, UnsubDmChannelRequest, WatchDmChannelRequest,
+};
+use fv_proto::fv::rootcoord::DescribeCollectionRequest;
+use fv_runtime::rpc::Role;
+use fv_runtime::rpcs::{datacoord, querynode, rootcoord};
+use fv_runtime::{RoleContext, Target, atomic_handlers, session};
+use parking_lot::RwLock;
+use prost::Message;
+
+use crate::planner::{self, Action, TargetSegment};
+
+const LOAD_PREFIX: &str = "querycoord/load/";
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn load_key(c: CollectionId) -> String {
+    format!("{LOAD_PREFIX}{c}")
+}
+
+fn meta_err(e: fv_metastore::MetaError) -> FvError {
+    FvError::unavailable(format!("meta store: {e}")).retriable(e.is_retriable())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub info: LoadInfo,
+    pub progress: i64,
+    pub leaders: Vec<ShardLeader>,
+}
+
+pub struct Core {
+    pub ctx: RoleContext,
+    pub loads: RwLock<BTreeMap<CollectionId, Loaded>>,
+}
+
+impl Core {
+    pub async fn recover(ctx: RoleContext) -> FvResult<Core> {
+        let kvs = ctx.meta.scan_prefix(LOAD_PREFIX).await.map_err(meta_err)?;
+        let mut loads = BTreeMap::new();
+        for kv in kvs {
+            let mut info = LoadInfo::decode(kv.value).map_err(|e| FvError::internal(format!("corrupt load info: {e}")))?;
+            // Nothing is served after a restart until the nodes report it again.
+            info.status = LoadStatus::Loading as i32;
+            loads.insert(info.collection_id, Loaded { info, progress: 0, leaders: vec![] });
+        }
+        Ok(Core { ctx, loads: RwLock::new(loads) })
+    }
+
+    async fn persist(&self, info: &LoadInfo) -> FvResult<()> {
+        self.ctx.meta.put(&load_key(info.collection_id), info.encode_to_vec().into(), 0).await.map_err(meta_err)?;
+        Ok(())
+    }
+
+    pub async fn load_collection(&self, req: LoadCollectionRequest) -> FvResult<()> {
+        let existing = self.loads.read().get(&req.collection_id).map(|l| l.info.clone());
+        let info = match existing {
+            Some(i) if i.whole_collection => return Ok(()),
+            Some(mut i) => {
+                i.whole_collection = true;
+                i.partition_ids.clear();
+                i
+            }
+            None => LoadInfo {
+                collection_id: req.collection_id,
+                partition_ids: vec![],
+                status: LoadStatus::Loading as i32,
+                replica_number: req.replica_number.max(1),
+                whole_collection: true,
+            },
+        };
+        self.persist(&info).await?;
+        self.loads.write().entry(req.collection_id).or_default().info = info;
+        Ok(())
+    }
+
+    pub async fn load_partitions(&self, req: LoadPartitionsRequest) -> FvResult<()> {
+        let existing = self.loads.read().get(&req.collection_id).map(|l| l.info.clone());
+        let mut info = existing.unwrap_or(LoadInfo {
+            collection_id: req.collection_id,
+            status: LoadStatus::Loading as i32,
+            replica_number: req.replica_number.max(1),
+            ..Default::default()
+        });
+        if info.whole_collection {
+            return Ok(());
+        }
+        let before = info.partition_ids.len();
+        for p in req.partition_ids {
+            if !info.partition_ids.contains(&p) {
+                info.partition_ids.push(p);
+            }
+        }
+        if info.partition_ids.len() != before {
+            info.status = LoadStatus::Loading as i32;
+        }
+        self.persist(&info).await?;
+        let mut loads = self.loads.write();
+        let l = loads.entry(req.collection_id).or_default();
+        l.info = info;
+        Ok(())
+    }
+
+    pub async fn release_collection(&self, req: ReleaseCollectionRequest) -> FvResult<()> {
+        self.ctx.meta.txn(fv_metastore::Txn { compares: vec![], success: vec![TxnOp::delete(load_key(req.collection_id))], failure: vec![] })
+            .await
+            .map_err(meta_err)?;
+        self.loads.write().remove(&req.collection_id);
+        let views = self.views().await?;
+        self.release_everything_of(req.collection_id, &views).await;
+        Ok(())
+    }
+
+    pub async fn release_partitions(&self, req: ReleasePartitionsRequest) -> FvResult<()> {
+        let Some(mut info) = self.loads.read().get(&req.collection_id).map(|l| l.info.clone()) else { return Ok(()) };
+        if info.whole_collection {
+            // Keep the other partitions loaded: turn the whole-collection load into a list.
+            let desc = self.describe(req.collection_id).await?;
+            info.whole_collection = false;
+            info.partition_ids = desc.partitions.iter().map(|p| p.id).collect();
+        }
+        info.partition_ids.retain(|p| !req.partition_ids.contains(p));
+        if info.partition_ids.is_empty() {
+            return self.release_collection(ReleaseCollectionRequest { collection_id: req.collection_id }).await;
+        }
+        self.persist(&info).await?;
+        if let Some(l) = self.loads.write().get_mut(&req.collection_id) {
+            l.info = info.clone();
+        }
+        // Delegators narrow their partitions; the next round releases the segments.
+        let views = self.views().await?;
+        let desc = self.describe(req.collection_id).await?;
+        for v in &views {
+            for c in v.channels.iter().filter(|c| c.collection_id == req.collection_id) {
+                let req = WatchDmChannelRequest {
+                    collection: Some(desc.clone()),
+                    channel: Some(fv_proto::fv::datacoord::VchannelInfo {
+                        collection_id: c.collection_id,
+                        vchannel: c.vchannel.clone(),
+                        ..Default::default()
+                    }),
+                    partition_ids: info.partition_ids.clone(),
+                    whole_collection: false,
+                };
+                let _ = self.ctx.rpc.call::<querynode::WatchDmChannel>(Target::Node(v.node_id), &req).await;
+            }
+        }
+        self.reconcile(()).await
+    }
+
+    async fn describe(&self, id: CollectionId) -> FvResult<CollectionInfo> {
+        let r = self
+            .ctx
+            .rpc
+            .call_with_timeout::<rootcoord::DescribeCollection>(
+                Target::Coord,
+                &DescribeCollectionRequest { collection_id: id, ..Default::default() },
+                CALL_TIMEOUT,
+            )
+            .await?;
+        r.collection.ok_or_else(|| FvError::collection_id_not_found(id))
+    }
+
+    /// What every live query node holds.
+    async fn views(&self) -> FvResult<Vec<GetDataDistributionResponse>> {
+        let live = session::list(&self.ctx.meta, Role::QueryNode).await?;
+        let calls = live.iter().map(|s| {
+            self.ctx.rpc.call_with_timeout::<querynode::GetDataDistribution>(
+                Target::Node(s.node_id),
+                &GetDataDistributionRequest {},
+                Duration::from_secs(5),
+            )
+        });
+        Ok(futures::future::join_all(calls).await.into_iter().filter_map(|r| r.ok()).collect())
+    }
+
+    async fn release_everything_of(&self, collection: CollectionId, views: &[GetDataDistributionResponse]) {
+        for v in views {
+            for c in v.channels.iter().filter(|c| c.collection_id == collection) {
+                let req = UnsubDmChannelRequest { collection_id: collection, vchannel: c.vchannel.clone() };
+                let _ = self.ctx.rpc.call::<querynode::UnsubDmChannel>(Target::Node(v.node_id), &req).await;
+            }
+            let segs: Vec<i64> = v.segments.iter().filter(|s| s.collection_id == collection).map(|s| s.segment_id).collect();
+            if !segs.is_empty() {
+                let req = ReleaseSegmentsRequest { collection_id: collection, segment_ids: segs };
+                let _ = self.ctx.rpc.call::<querynode::ReleaseSegments>(Target::Node(v.node_id), &req).await;
+            }
+        }
+    }
+
+    /// One reconciliation round over every loaded collection.
+    pub async fn reconcile(&self, _: ()) -> FvResult<()> {
+        let views = self.views().await?;
+        let loaded: Vec<(CollectionId, LoadInfo)> = self.loads.read().iter().map(|(c, l)| (*c, l.info.clone())).collect();
+        // Work left behind by collections no longer loaded.
+        let mut orphans: Vec<CollectionId> = views
+            .iter()
+            .flat_map(|v| v.channels.iter().map(|c| c.collection_id).chain(v.segments.iter().map(|s| s.collection_id)))
+            .filter(|c| !loaded.iter().any(|(l, _)| l == c))
+            .collect();
+        orphans.sort_unstable();
+        orphans.dedup();
+        for c in orphans {
+            self.release_everything_of(c, &views).await;
+        }
+        for (cid, info) in loaded {
+            if let Err(e) = self.reconcile_collection(cid, &info, &views).await {
+                if e.code == Code::CollectionNotFound {
+                    tracing::info!(collection = cid, "loaded collection no longer exists; releasing");
+                    let _ = self.release_collection(ReleaseCollectionRequest { collection_id: cid }).await;
+                } else {
+                    tracing::debug!(error = %e, collection = cid, "reconciliation incomplete");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_collection(&self, cid: CollectionId, info: &LoadInfo, views: &[GetDataDistributionResponse]) -> FvResult<()> {
+        let desc = self.describe(cid).await?;
+        let partitions: Vec<PartitionId> = if info.whole_collection {
+            vec![]
+        } else {
+            info.partition_ids.iter().copied().filter(|p| desc.partitions.iter().any(|x| x.id == *p)).collect()
+        };
+        let rec = self
+            .ctx
+            .rpc
+            .call_with_timeout::<datacoord::GetRecoveryInfo>(
+                Target::Coord,
+                &GetRecoveryInfoRequest { collection_id: cid, partition_ids: partitions.clone() },
+                CALL_TIMEOUT,
+            )
+            .await?;
+        let targets: Vec<TargetSegment> = rec
+            .segments
+            .iter()
+            .map(|s| TargetSegment { id: s.id, vchannel: s.vchannel.clone(), partition: s.partition_id, rows: s.num_rows })
+            .collect();
+        let p = planner::plan(cid, &desc.vchannels, &targets, views);
+        let channel_info = |v: &str| rec.channels.iter().find(|c| c.vchannel == v).cloned();
+        let mut failed_loads = Vec::new();
+        let mut leaders: BTreeMap<String, i64> = BTreeMap::new();
+        for v in views {
+            for c in v.channels.iter().filter(|c| c.collection_id == cid) {
+                leaders.insert(c.vchannel.clone(), v.node_id);
+            }
+        }
+        for a in &p.actions {
+            let rpc = &self.ctx.rpc;
+            let result = match a {
+                Action::Watch { vchannel, node } => {
+                    let Some(ch) = channel_info(vchannel) else { continue };
+                    let req = WatchDmChannelRequest {
+                        collection: Some(desc.clone()),
+                        channel: Some(ch),
+                        partition_ids: partitions.clone(),
+                        whole_collection: info.whole_collection,
+                    };
+                    let r = rpc.call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT).await;
+                    if r.is_ok() {
+                        leaders.insert(vchannel.clone(), *node);
+                    }
+                    r.map(|_| ())
+                }
+                Action::Load { segment, node } => {
+                    let Some(seg) = rec.segments.iter().find(|s| s.id == *segment).cloned() else { continue };
+                    let req = LoadSegmentsRequest { collection: Some(desc.clone()), segments: vec![seg] };
+                    let r = rpc.call_with_timeout::<querynode::LoadSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await;
+                    if r.is_err() {
+                        failed_loads.push(*segment);
+                    }
+                    r.map(|_| ())
+                }
+                Action::AddSealed { vchannel, delegator, segment, worker, partition } => {
+                    if failed_loads.contains(segment) {
+                        continue;
+                    }
+                    let req = SyncDistributionRequest {
+                        collection_id: cid,
+                        vchannel: vchannel.clone(),
+                        actions: vec![SyncAction {
+                            r#type: SyncType::AddSealed as i32,
+                            segment_id: *segment,
+                            node_id: *worker,
+                            partition_id: *partition,
+                        }],
+                        partition_ids: vec![],
+                        checkpoint: channel_info(vchannel).and_then(|c| c.seek_position),
+                    };
+                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT).await.map(|_| ())
+                }
+                Action::RemoveSealed { vchannel, delegator, segment } => {
+                    let req = SyncDistributionRequest {
+                        collection_id: cid,
+                        vchannel: vchannel.clone(),
+                        actions: vec![SyncAction { r#type: SyncType::RemoveSealed as i32, segment_id: *segment, ..Default::default() }],
+                        ..Default::default()
+                    };
+                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT).await.map(|_| ())
+                }
+                Action::Release { segment, node } => {
+                    let req = ReleaseSegmentsRequest { collection_id: cid, segment_ids: vec![*segment] };
+                    rpc.call_with_timeout::<querynode::ReleaseSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await.map(|_| ())
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, action = ?a, "distribution action failed; retrying next round");
+            }
+        }
+        let progress = if p.total == 0 { 100 } else { (p.served * 100 / p.total) as i64 };
+        let mut became_loaded = None;
+        {
+            let mut loads = self.loads.write();
+            if let Some(l) = loads.get_mut(&cid) {
+                l.leaders = leaders.into_iter().map(|(vchannel, node_id)| ShardLeader { vchannel, node_id }).collect();
+                if p.complete && !views.is_empty() {
+                    l.progress = 100;
+                    if l.info.status != LoadStatus::Loaded as i32 {
+                        l.info.status = LoadStatus::Loaded as i32;
+                        became_loaded = Some(l.info.clone());
+                    }
+                } else if l.info.status != LoadStatus::Loaded as i32 {
+                    l.progress = progress.min(99);
+                }
+            }
+        }
+        if let Some(info) = became_loaded {
+            tracing::info!(collection = cid, "collection loaded");
+            self.persist(&info).await?;
+        }
+        Ok(())
+    }
+
+    pub fn load_state(&self, cid: CollectionId, partitions: &[PartitionId]) -> GetLoadStateResponse {
+        let loads = self.loads.read();
+        let (state, progress, loaded_partition_ids) = match loads.get(&cid) {
+            None => (LoadState::NotLoad, 0, vec![]),
+            Some(l) => {
+                let covers = l.info.whole_collection || partitions.iter().all(|p| l.info.partition_ids.contains(p));
+                if !covers {
+                    (LoadState::NotLoad, 0, l.info.partition_ids.clone())
+                } else if l.info.status == LoadStatus::Loaded as i32 {
+                    (LoadState::Loaded, 100, l.info.partition_ids.clone())
+                } else {
+                    (LoadState::Loading, l.progress, l.info.partition_ids.clone())
+                }
+            }
+        };
+        GetLoadStateResponse { status: Some(Default::default()), state: state as i32, progress, loaded_partition_ids }
+    }
+
+    pub fn shard_leaders(&self, cid: CollectionId) -> FvResult<GetShardLeadersResponse> {
+        let loads = self.loads.read();
+        let l = loads.get(&cid).ok_or_else(|| FvError::new(Code::CollectionNotLoaded, format!("collection not loaded[collection={cid}]")))?;
+        if l.info.status != LoadStatus::Loaded as i32 {
+            return Err(FvError::new(Code::CollectionNotFullyLoaded, format!("collection not fully loaded[collection={cid}]")));
+        }
+        Ok(GetShardLeadersResponse {
+            status: Some(Default::default()),
+            shards: l.leaders.clone(),
+            loaded_partition_ids: if l.info.whole_collection { vec![] } else { l.info.partition_ids.clone() },
+        })
+    }
+}
+
+pub struct QueryCoordActor {
+    pub core: Arc<Core>,
+}
+
+impl Actor for QueryCoordActor {
+    type Context = Context<Self>;
+}
+
+atomic_handlers!(QueryCoordActor, core;
+    Load(LoadCollectionRequest) => load_collection -> ();
+    LoadParts(LoadPartitionsRequest) => load_partitions -> ();
+    Release(ReleaseCollectionRequest) => release_collection -> ();
+    ReleaseParts(ReleasePartitionsRequest) => release_partitions -> ();
+    Reconcile(()) => reconcile -> ();
+);

@@ -1,0 +1,18 @@
+//! querycoord: which collections are loaded, which query node is the delegator of each
+//! vchannel and which holds each sealed segment; handoff of flushed segments; moving
+//! work off query nodes that leave.
+//!
+//! The distribution is not stored: every round, querycoord asks each live query node
+//! what it actually holds and plans the difference to the target (the vchannels and
+//! flushed segments of loaded collections, from datacoord). That makes node restarts,
+//! lost requests and querycoord restarts the same case.
+//!
+//! - [`planner`]: the pure diff between target and actual distribution.
+//! - [`actor`]: `QueryCoordActor`, which runs load/release and reconciliation rounds.
+//! - [`service`]: bus requests and the periodic loop.
+
+pub mod actor;
+pub mod planner;
+pub mod service;
+
+pub use service::start;

@@ -1,0 +1,381 @@
+//! The shard delegator of one vchannel.
+//!
+//! It consumes the vchannel from its checkpoint: inserts build growing segments (except
+//! for segments already flushed, which workers serve as sealed segments), deletes are
+//! applied to growing segments and forwarded to the workers of sealed ones, and time
+//! ticks advance the serviceable time that reads wait for. Handoff (a flushed segment
+//! loaded on a worker) replaces the growing copy with the sealed one atomically for
+//! readers, after replaying the buffered deletes onto the sealed copy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use fv_common::channel::{pchannel_of, tick_subject, vchannel_subject};
+use fv_common::pk::PkColumn;
+use fv_common::schema::Schema;
+use fv_common::{ALL_PARTITIONS, CollectionId, FvError, FvResult, NodeId, PartitionId, PrimaryKey, SegmentId, Timestamp};
+use fv_logbroker::{SeekFrom, SubjectFilter};
+use fv_proto::fv::msg::{DeleteMsg, DmlMessage, InsertMsg, dml_message::Body};
+use fv_proto::fv::querynode::{ApplyDeleteRequest, SyncDistributionRequest, SyncType};
+use fv_proto::fv::rootcoord::SyncTimeTickRequest;
+use fv_runtime::rpcs::{querynode, rootcoord};
+use fv_runtime::{Shutdown, Target};
+use fv_storage::SegmentData;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::node::NodeState;
+use crate::segment::Segment;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedPlace {
+    pub node: NodeId,
+    pub partition: PartitionId,
+}
+
+#[derive(Debug, Clone)]
+struct DeleteRecord {
+    key: PrimaryKey,
+    ts: Timestamp,
+    partition: PartitionId,
+    seq: u64,
+}
+
+pub struct Delegator {
+    pub collection: CollectionId,
+    pub vchannel: String,
+    pub pchannel: String,
+    pub schema: Arc<Schema>,
+    /// Loaded partitions; None means the whole collection.
+    partitions: RwLock<Option<HashSet<PartitionId>>>,
+    growing: RwLock<BTreeMap<SegmentId, Arc<Segment>>>,
+    sealed: RwLock<BTreeMap<SegmentId, SealedPlace>>,
+    excluded: RwLock<HashSet<SegmentId>>,
+    /// Deletes since the last known checkpoint, replayed onto segments handed off.
+    deletes: tokio::sync::Mutex<Vec<DeleteRecord>>,
+    /// Deletes newer than the last tick: an insert with an older timestamp may still
+    /// arrive after them (from another proxy) and must be deleted on arrival.
+    unsettled: Mutex<HashMap<PrimaryKey, Vec<(Timestamp, PartitionId)>>>,
+    serviceable: watch::Sender<Timestamp>,
+    sync_requested: AtomicU64,
+    pub stop: Shutdown,
+}
+
+/// Segments a read runs on.
+pub struct Snapshot {
+    pub growing: Vec<Arc<Segment>>,
+    pub sealed: BTreeMap<NodeId, Vec<SegmentId>>,
+}
+
+impl Delegator {
+    pub fn new(
+        collection: CollectionId,
+        vchannel: String,
+        schema: Arc<Schema>,
+        partitions: Option<HashSet<PartitionId>>,
+        excluded: HashSet<SegmentId>,
+        stop: Shutdown,
+    ) -> Arc<Delegator> {
+        let (tx, _) = watch::channel(0);
+        Arc::new(Delegator {
+            collection,
+            pchannel: pchannel_of(&vchannel).to_string(),
+            vchannel,
+            schema,
+            partitions: RwLock::new(partitions),
+            growing: RwLock::new(BTreeMap::new()),
+            sealed: RwLock::new(BTreeMap::new()),
+            excluded: RwLock::new(excluded),
+            deletes: tokio::sync::Mutex::new(Vec::new()),
+            unsettled: Mutex::new(HashMap::new()),
+            serviceable: tx,
+            sync_requested: AtomicU64::new(0),
+            stop,
+        })
+    }
+
+    pub fn serviceable_ts(&self) -> Timestamp {
+        *self.serviceable.borrow()
+    }
+
+    pub fn set_partitions(&self, p: Option<HashSet<PartitionId>>) {
+        *self.partitions.write() = p;
+    }
+
+    fn partition_loaded(&self, p: PartitionId) -> bool {
+        self.partitions.read().as_ref().is_none_or(|s| s.contains(&p))
+    }
+
+    pub fn growing_ids(&self) -> Vec<SegmentId> {
+        self.growing.read().keys().copied().collect()
+    }
+
+    pub fn sealed_ids(&self) -> Vec<SegmentId> {
+        self.sealed.read().keys().copied().collect()
+    }
+
+    /// The segments of the requested partitions (all loaded ones when empty).
+    pub fn snapshot(&self, partitions: &[PartitionId]) -> Snapshot {
+        let wanted = |p: PartitionId| self.partition_loaded(p) && (partitions.is_empty() || partitions.contains(&p));
+        // Same lock order as handoff: growing, then sealed.
+        let growing = self.growing.read();
+        let sealed = self.sealed.read();
+        let mut by_node: BTreeMap<NodeId, Vec<SegmentId>> = BTreeMap::new();
+        for (id, place) in sealed.iter().filter(|(_, p)| wanted(p.partition)) {
+            by_node.entry(place.node).or_default().push(*id);
+        }
+        Snapshot { growing: growing.values().filter(|s| wanted(s.partition)).cloned().collect(), sealed: by_node }
+    }
+
+    /// Waits until serviceable time reaches `guarantee` and returns it (the read's MVCC
+    /// timestamp). Asks rootcoord for a tick instead of waiting for the next period.
+    pub async fn wait_serviceable(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
+        let mut rx = self.serviceable.subscribe();
+        let now = *rx.borrow_and_update();
+        if now >= guarantee {
+            return Ok(now);
+        }
+        if self.sync_requested.fetch_max(guarantee, Ordering::AcqRel) < guarantee {
+            let rpc = node.ctx.rpc.clone();
+            let req = SyncTimeTickRequest { pchannels: vec![self.pchannel.clone()], min_ts: guarantee };
+            tokio::spawn(async move {
+                if let Err(e) = rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, Duration::from_secs(10)).await {
+                    tracing::debug!(error = %e, "time tick sync request failed");
+                }
+            });
+        }
+        let wait = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return Err(FvError::unavailable("delegator stopped"));
+                }
+                let ts = *rx.borrow_and_update();
+                if ts >= guarantee {
+                    return Ok(ts);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(FvError::timeout(format!(
+                "vchannel {} is not serviceable at the requested consistency after {} ms (serviceable {}, wanted {guarantee})",
+                self.vchannel,
+                timeout.as_millis(),
+                self.serviceable_ts()
+            ))),
+        }
+    }
+
+    /// Consumes the vchannel from just after `seek_seq` until stopped.
+    pub async fn run(self: Arc<Self>, node: Arc<NodeState>, mut last_seq: u64) {
+        tracing::info!(vchannel = %self.vchannel, from = last_seq, "delegator started");
+        let filter = SubjectFilter::Subjects(vec![vchannel_subject(&self.vchannel), tick_subject(&self.pchannel)]);
+        loop {
+            let mut stream = match node.ctx.broker.subscribe(&self.pchannel, filter.clone(), SeekFrom::After(last_seq)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, vchannel = %self.vchannel, "cannot consume; retrying");
+                    tokio::select! {
+                        _ = self.stop.wait() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            loop {
+                let item = tokio::select! {
+                    _ = self.stop.wait() => {
+                        tracing::info!(vchannel = %self.vchannel, "delegator stopped");
+                        return;
+                    }
+                    item = stream.next() => item,
+                };
+                match item {
+                    Some(Ok(msg)) => {
+                        let seq = msg.position;
+                        match DmlMessage::decode(msg.payload) {
+                            Ok(m) => self.process(&node, m, seq).await,
+                            Err(e) => tracing::error!(error = %e, seq, "undecodable log record skipped"),
+                        }
+                        last_seq = seq;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, vchannel = %self.vchannel, "log stream failed; resubscribing");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn process(&self, node: &NodeState, msg: DmlMessage, seq: u64) {
+        match msg.body {
+            Some(Body::Insert(ins)) if ins.vchannel == self.vchannel => self.on_insert(ins, seq),
+            Some(Body::Delete(del)) if del.vchannel == self.vchannel => self.on_delete(node, del, seq).await,
+            Some(Body::TimeTick(tt)) => {
+                self.unsettled.lock().retain(|_, v| {
+                    v.retain(|(ts, _)| *ts > tt.timestamp);
+                    !v.is_empty()
+                });
+                self.serviceable.send_if_modified(|cur| {
+                    if tt.timestamp > *cur {
+                        *cur = tt.timestamp;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_insert(&self, ins: InsertMsg, seq: u64) {
+        if self.excluded.read().contains(&ins.segment_id) || !self.partition_loaded(ins.partition_id) {
+            return;
+        }
+        let rows = match SegmentData::from_field_data(&ins.fields, &self.schema, ins.num_rows as usize, ins.timestamp) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, seq, "malformed insert record skipped");
+                return;
+            }
+        };
+        let seg = {
+            let mut g = self.growing.write();
+            g.entry(ins.segment_id)
+                .or_insert_with(|| {
+                    Arc::new(Segment::new(
+                        ins.segment_id,
+                        self.collection,
+                        ins.partition_id,
+                        self.vchannel.clone(),
+                        self.schema.clone(),
+                        SegmentData::empty(&self.schema).expect("schema types are supported"),
+                        false,
+                        None,
+                    ))
+                })
+                .clone()
+        };
+        if let Err(e) = seg.append(&rows) {
+            tracing::error!(error = %e, seq, "insert record does not fit the segment; skipped");
+            return;
+        }
+        // Deletes that arrived before these (older) rows still apply to them.
+        let unsettled = self.unsettled.lock();
+        if !unsettled.is_empty() {
+            if let Some(pk) = rows.column(self.schema.pk().id) {
+                for r in 0..pk.len() {
+                    let Some(k) = pk.pk(r) else { continue };
+                    for (ts, part) in unsettled.get(&k).into_iter().flatten() {
+                        if *ts > rows.timestamps[r] && (*part == ALL_PARTITIONS || *part == ins.partition_id) {
+                            seg.delete(std::slice::from_ref(&k), &[*ts]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_delete(&self, node: &NodeState, del: DeleteMsg, seq: u64) {
+        let Some(ids) = &del.primary_keys else { return };
+        let keys: Vec<PrimaryKey> = PkColumn::from_ids(ids).iter().collect();
+        let ts = vec![del.timestamp; keys.len()];
+        let mut buffer = self.deletes.lock().await;
+        let matches = |p: PartitionId| del.partition_id == ALL_PARTITIONS || del.partition_id == p;
+        let growing: Vec<Arc<Segment>> = self.growing.read().values().filter(|s| matches(s.partition)).cloned().collect();
+        for s in growing {
+            s.delete(&keys, &ts);
+        }
+        let mut by_node: BTreeMap<NodeId, Vec<SegmentId>> = BTreeMap::new();
+        for (id, place) in self.sealed.read().iter().filter(|(_, p)| matches(p.partition)) {
+            by_node.entry(place.node).or_default().push(*id);
+        }
+        for (n, segs) in by_node {
+            self.apply_on_worker(node, n, segs, &keys, &ts).await;
+        }
+        {
+            let mut u = self.unsettled.lock();
+            for k in &keys {
+                u.entry(k.clone()).or_default().push((del.timestamp, del.partition_id));
+            }
+        }
+        buffer.extend(keys.into_iter().map(|key| DeleteRecord { key, ts: del.timestamp, partition: del.partition_id, seq }));
+    }
+
+    /// Applies deletes to sealed segments held by `worker` (this node or another).
+    async fn apply_on_worker(&self, node: &NodeState, worker: NodeId, segments: Vec<SegmentId>, keys: &[PrimaryKey], ts: &[Timestamp]) {
+        if worker == node.ctx.node_id {
+            for id in &segments {
+                if let Some(s) = node.segments.read().get(id).cloned() {
+                    s.delete(keys, ts);
+                }
+            }
+            return;
+        }
+        let Some(pks) = PkColumn::from_keys(keys) else { return };
+        let req = ApplyDeleteRequest {
+            collection_id: self.collection,
+            segment_ids: segments,
+            primary_keys: Some(pks.to_ids()),
+            timestamps: ts.to_vec(),
+        };
+        // A worker that cannot take the delete will have the segment reassigned and
+        // reloaded (with its delta logs), so failing here is logged, not fatal.
+        if let Err(e) = node.ctx.rpc.call_retry::<querynode::ApplyDelete>(Target::Node(worker), &req, Duration::from_secs(10)).await {
+            tracing::error!(error = %e, worker, "could not forward deletes to a worker");
+        }
+    }
+
+    /// Applies a distribution change from querycoord (handoff of sealed segments).
+    pub async fn sync(&self, node: &NodeState, req: SyncDistributionRequest) -> FvResult<()> {
+        let mut buffer = self.deletes.lock().await;
+        if !req.partition_ids.is_empty() {
+            let mut p = self.partitions.write();
+            if let Some(set) = p.as_mut() {
+                set.extend(req.partition_ids.iter().copied());
+            }
+        }
+        for a in &req.actions {
+            match SyncType::try_from(a.r#type) {
+                Ok(SyncType::AddSealed) => {
+                    let recs: Vec<&DeleteRecord> =
+                        buffer.iter().filter(|d| d.partition == ALL_PARTITIONS || d.partition == a.partition_id).collect();
+                    if !recs.is_empty() {
+                        let keys: Vec<PrimaryKey> = recs.iter().map(|d| d.key.clone()).collect();
+                        let ts: Vec<Timestamp> = recs.iter().map(|d| d.ts).collect();
+                        self.apply_on_worker(node, a.node_id, vec![a.segment_id], &keys, &ts).await;
+                    }
+                    let mut growing = self.growing.write();
+                    let mut sealed = self.sealed.write();
+                    sealed.insert(a.segment_id, SealedPlace { node: a.node_id, partition: a.partition_id });
+                    growing.remove(&a.segment_id);
+                    self.excluded.write().insert(a.segment_id);
+                    tracing::debug!(segment = a.segment_id, node = a.node_id, vchannel = %self.vchannel, "handoff");
+                }
+                Ok(SyncType::RemoveSealed) => {
+                    self.sealed.write().remove(&a.segment_id);
+                }
+                Err(_) => return Err(FvError::invalid_parameter(format!("unknown sync action {}", a.r#type))),
+            }
+        }
+        if let Some(cp) = &req.checkpoint {
+            buffer.retain(|d| d.seq > cp.seq);
+        }
+        Ok(())
+    }
+
+    /// Drops growing segments of the given partitions (after they were released).
+    pub fn release_partitions(&self, partitions: &[PartitionId]) {
+        self.growing.write().retain(|_, s| !partitions.contains(&s.partition));
+        self.sealed.write().retain(|_, p| !partitions.contains(&p.partition));
+        if let Some(set) = self.partitions.write().as_mut() {
+            set.retain(|p| !partitions.contains(p));
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Loading sealed segments from their binlogs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fv_common::schema::Schema;
+use fv_common::{FvError, FvResult, PrimaryKey, TIMESTAMP_FIELD_ID};
+use fv_objectstore::ObjectStoreRef;
+use fv_proto::fv::meta::SegmentInfo;
+use fv_storage::binlog::{decode_delta_log, decode_insert_log, decode_stats_log, decode_timestamp_log};
+use fv_storage::{Column, SegmentData};
+
+use crate::segment::Segment;
+
+async fn fetch(objects: &ObjectStoreRef, key: &str) -> FvResult<Bytes> {
+    objects.get(key).await.map_err(|e| FvError::io(format!("reading {key}: {e}")).retriable(true))
+}
+
+/// Reads every binlog of a flushed segment and applies its delta logs.
+pub async fn load_segment(objects: &ObjectStoreRef, schema: Arc<Schema>, info: &SegmentInfo) -> FvResult<Segment> {
+    let files = |fid: i64| -> FvResult<Vec<String>> {
+        let fb = info.binlogs.iter().find(|b| b.field_id == fid).ok_or_else(|| {
+            FvError::io(format!("segment {} has no binlog for field {fid}", info.id))
+        })?;
+        Ok(fb.binlogs.iter().map(|b| b.log_path.clone()).collect())
+    };
+    let mut columns = Vec::with_capacity(schema.fields.len());
+    let column_jobs = schema.fields.iter().map(|f| {
+        let paths = files(f.id);
+        async move {
+            let mut col: Option<Column> = None;
+            for p in paths? {
+                let bytes = fetch(objects, &p).await?;
+                let (_, c) = decode_insert_log(&bytes, &p, f)?;
+                match col.as_mut() {
+                    None => col = Some(c),
+                    Some(acc) => acc.append(&c)?,
+                }
+            }
+            match col {
+                Some(c) => Ok::<Column, FvError>(c),
+                None => Ok(Column::empty(f)?),
+            }
+        }
+    });
+    for c in futures::future::try_join_all(column_jobs).await? {
+        columns.push(c);
+    }
+    let mut timestamps = Vec::new();
+    for p in files(TIMESTAMP_FIELD_ID)? {
+        timestamps.extend(decode_timestamp_log(&fetch(objects, &p).await?, &p)?);
+    }
+    if columns.iter().any(|c| c.len() != timestamps.len()) {
+        return Err(FvError::io(format!("segment {}: columns and timestamps disagree on the row count", info.id)));
+    }
+    let stats = match info.statslogs.last() {
+        Some(log) => Some(decode_stats_log(&fetch(objects, &log.log_path).await?, &log.log_path)?.1),
+        None => None,
+    };
+    let segment = Segment::new(
+        info.id,
+        info.collection_id,
+        info.partition_id,
+        info.vchannel.clone(),
+        schema,
+        SegmentData { timestamps, columns },
+        true,
+        stats,
+    );
+    for log in &info.deltalogs {
+        let (_, delta) = decode_delta_log(&fetch(objects, &log.log_path).await?, &log.log_path)?;
+        let keys: Vec<PrimaryKey> = delta.pks.iter().collect();
+        segment.delete(&keys, &delta.timestamps);
+    }
+    Ok(segment)
+}
