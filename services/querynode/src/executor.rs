@@ -66,7 +66,7 @@ fn search_segments(segments: Vec<Arc<Segment>>, job: Arc<SearchJob>, schema: Arc
     for s in segments {
         parts.push(s.search(&job)?);
     }
-    Ok(merge_search(&parts, &schema, job.nq, job.topk, job.metric.higher_is_better())?)
+    Ok(merge_search(&parts, &schema, job.nq, 0, job.topk, job.metric.higher_is_better())?)
 }
 
 fn empty_search(nq: usize, topk: usize, schema: &Schema) -> SearchResultData {
@@ -106,7 +106,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
     let remote_results = futures::future::try_join_all(remote_calls).await?;
     let mut parts = vec![local_task.await.map_err(|e| FvError::internal(format!("search task failed: {e}")))??];
     parts.extend(remote_results.into_iter().filter_map(|r| r.result));
-    let result = merge_search(&parts, &schema, job.nq, job.topk, job.metric.higher_is_better())?;
+    let result = merge_search(&parts, &schema, job.nq, 0, job.topk, job.metric.higher_is_better())?;
     Ok(SearchResponse { status: Some(Default::default()), result: Some(result), mvcc_ts: mvcc })
 }
 

@@ -51,13 +51,15 @@ fn encode_columns(columns: &[Column], schema: &Schema) -> Vec<FieldData> {
         .collect()
 }
 
-/// Merges per-source search results into the best `topk` hits per query, dropping
-/// repeated primary keys (the best-scored copy wins). `higher_is_better` follows the
-/// metric. Ties are broken by primary key so the result does not depend on arrival order.
+/// Merges per-source search results into the best hits per query, dropping repeated
+/// primary keys (the best-scored copy wins), skipping the first `offset` and keeping
+/// at most `topk` after them. `higher_is_better` follows the metric. Ties are broken by
+/// primary key so the result does not depend on arrival order.
 pub fn merge_search(
     results: &[SearchResultData],
     schema: &Schema,
     nq: usize,
+    offset: usize,
     topk: usize,
     higher_is_better: bool,
 ) -> Result<SearchResultData> {
@@ -106,11 +108,16 @@ pub fn merge_search(
         });
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
+        let mut skipped = 0;
         for (score, pk, si, row) in cands {
             if n == topk {
                 break;
             }
             if !seen.insert(pk.clone()) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
                 continue;
             }
             out_ids.push(pk);
@@ -258,7 +265,7 @@ mod tests {
         // Two queries; IP (higher is better).
         let a = part(vec![1, 2, 3], vec![0.9, 0.5, 0.7], vec![2, 1], vec![10, 20, 30]);
         let b = part(vec![4, 1, 5], vec![0.8, 0.6, 0.95], vec![2, 1], vec![40, 11, 50]);
-        let m = merge_search(&[a, b], &s, 2, 2, true).expect("merge");
+        let m = merge_search(&[a, b], &s, 2, 0, 2, true).expect("merge");
         assert_eq!(m.topks, vec![2, 2]);
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![1, 4, 5, 3]));
         assert_eq!(m.scores, vec![0.9, 0.8, 0.95, 0.7]);
@@ -266,7 +273,7 @@ mod tests {
         assert_eq!(tags.data, ColumnData::Int32(vec![10, 40, 50, 30]));
         // Duplicate key 1 appears once with its best score.
         let c = part(vec![1], vec![0.99], vec![1, 0], vec![12]);
-        let m = merge_search(&[part(vec![1, 2, 3], vec![0.9, 0.5, 0.7], vec![2, 1], vec![10, 20, 30]), c], &s, 2, 3, true).expect("merge");
+        let m = merge_search(&[part(vec![1, 2, 3], vec![0.9, 0.5, 0.7], vec![2, 1], vec![10, 20, 30]), c], &s, 2, 0, 3, true).expect("merge");
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![1, 2, 3]));
         assert_eq!(m.scores[0], 0.99);
     }
@@ -275,8 +282,10 @@ mod tests {
     fn l2_prefers_smaller_scores() {
         let s = schema();
         let a = part(vec![1, 2], vec![3.0, 1.0], vec![2], vec![0, 0]);
-        let m = merge_search(&[a], &s, 1, 1, false).expect("merge");
+        let m = merge_search(&[a.clone()], &s, 1, 0, 1, false).expect("merge");
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![2]));
+        let m = merge_search(&[a], &s, 1, 1, 1, false).expect("merge with offset");
+        assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![1]));
     }
 
     #[test]

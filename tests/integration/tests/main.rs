@@ -1,0 +1,4 @@
+//! Cross-role integration tests (one binary; see STYLE).
+
+mod common;
+mod smoke;
