@@ -3,6 +3,7 @@
 //! process). Integration tests start a [`standalone::Standalone`] directly.
 
 pub mod backends;
+pub mod cli;
 pub mod roles;
 pub mod server;
 pub mod standalone;

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,7 +26,7 @@ pub enum ConfigError {
 }
 
 /// Where logs go and how verbose they are.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// tracing filter directive: "info", "debug", "fv_querynode=debug,info", ...
@@ -41,7 +41,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// fdatasync before acknowledging every write (group commit).
@@ -51,7 +51,7 @@ pub enum FsyncPolicy {
 }
 
 /// The log broker (Milvus MsgStream).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// "embedded" (a durable file log under `<data_dir>/log`).
@@ -70,7 +70,7 @@ impl Default for BrokerConfig {
 }
 
 /// The meta store.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaConfig {
     /// "embedded" (a file-backed KV under `<data_dir>/meta`).
@@ -88,7 +88,7 @@ impl Default for MetaConfig {
 }
 
 /// Object storage for binlogs and index files.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// "local" (a directory, `<data_dir>/objects`).
@@ -101,7 +101,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Milvus gRPC port.
@@ -131,7 +131,7 @@ impl Default for ProxyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RootCoordConfig {
     /// Number of pchannels (topics) collections' shards are spread over.
@@ -148,7 +148,7 @@ impl Default for RootCoordConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataCoordConfig {
     /// A growing segment is sealed when its estimated size reaches this.
@@ -175,7 +175,7 @@ impl Default for DataCoordConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataNodeConfig {
     /// Buffered deletes of flushed segments are written out this often.
@@ -190,7 +190,7 @@ impl Default for DataNodeConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryCoordConfig {
     /// Period of the reconciliation loop (handoff, reassignment).
@@ -203,11 +203,11 @@ impl Default for QueryCoordConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryNodeConfig {}
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexNodeConfig {
     /// Concurrent index builds.
@@ -221,7 +221,7 @@ impl Default for IndexNodeConfig {
 }
 
 /// Health and metrics HTTP endpoint of each process.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub port: u16,
@@ -234,7 +234,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Root of everything a standalone server stores (log, meta, objects).
@@ -400,5 +400,34 @@ mod tests {
         let c = Config::load(Some(&path)).expect("loads");
         assert_eq!(c.datacoord.segment_max_rows, 5);
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// Every key of the schema appears in docs/config.md.
+    #[test]
+    fn config_doc_lists_every_key() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md")).expect("docs/config.md exists");
+        let value = toml::Value::try_from(Config::default()).expect("config serialises");
+        let mut keys = Vec::new();
+        fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        walk(&p, v, out);
+                    }
+                }
+                _ => out.push(prefix.to_string()),
+            }
+        }
+        walk("", &value, &mut keys);
+        assert!(keys.len() > 20);
+        for k in keys {
+            assert!(doc.contains(&format!("`{k}`")), "docs/config.md does not document {k}");
+        }
     }
 }
