@@ -178,7 +178,7 @@ impl Core {
         }
         let rpc = self.ctx.rpc.clone();
         tokio::spawn(async move {
-            let req = FlushSegmentsRequest { vchannel: vchannel.clone(), segment_ids, seal_ts, flush_deletes };
+            let req = FlushSegmentsRequest { vchannel: vchannel.clone(), segment_ids, seal_ts, flush_deletes, dropped_segment_ids: vec![] };
             if let Err(e) = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await {
                 tracing::warn!(error = %e, %vchannel, node, "flush request not delivered; will be repeated");
             }
@@ -389,11 +389,15 @@ impl Core {
         let whole = req.partition_ids.is_empty();
         let mut ops = Vec::new();
         let mut unwatch = Vec::new();
+        let mut discard: BTreeMap<String, Vec<SegmentId>> = BTreeMap::new();
         {
             let mut st = self.state.lock();
             let hit = |s: &SegmentInfo| s.collection_id == req.collection_id && (whole || req.partition_ids.contains(&s.partition_id));
             for s in st.segments.values_mut().filter(|s| hit(s)) {
                 if !is(s, SegmentState::Dropped) {
+                    if is_unflushed(s) {
+                        discard.entry(s.vchannel.clone()).or_default().push(s.id);
+                    }
                     s.state = SegmentState::Dropped as i32;
                     ops.push(put_segment(s));
                 }
@@ -412,6 +416,19 @@ impl Core {
             }
         }
         commit(&self.ctx.meta, ops).await?;
+        // Data nodes still buffering rows of dropped segments discard them (their
+        // checkpoints would otherwise never pass those rows).
+        for (vchannel, ids) in discard.into_iter().filter(|_| !whole) {
+            let node = self.state.lock().watches.get(&vchannel).map(|w| w.node_id).unwrap_or(0);
+            if node == 0 {
+                continue;
+            }
+            let rpc = self.ctx.rpc.clone();
+            tokio::spawn(async move {
+                let req = FlushSegmentsRequest { vchannel, dropped_segment_ids: ids, ..Default::default() };
+                let _ = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await;
+            });
+        }
         for (vchannel, node) in unwatch.into_iter().filter(|(_, n)| *n != 0) {
             let rpc = self.ctx.rpc.clone();
             tokio::spawn(async move {

@@ -40,10 +40,17 @@ impl Core {
         let handle = self.pipelines.lock().get(&req.vchannel).cloned().ok_or_else(|| {
             FvError::new(Code::ChannelNotFound, format!("channel not found[channel={}]", req.vchannel))
         })?;
-        handle
-            .commands
-            .send(Command::Flush { segment_ids: req.segment_ids, seal_ts: req.seal_ts, flush_deletes: req.flush_deletes })
-            .map_err(|_| FvError::unavailable(format!("pipeline of {} stopped", req.vchannel)))
+        let stopped = |_| FvError::unavailable(format!("pipeline of {} stopped", req.vchannel));
+        if !req.dropped_segment_ids.is_empty() {
+            handle.commands.send(Command::Discard { segment_ids: req.dropped_segment_ids.clone() }).map_err(stopped)?;
+        }
+        if !req.segment_ids.is_empty() || req.flush_deletes {
+            handle
+                .commands
+                .send(Command::Flush { segment_ids: req.segment_ids, seal_ts: req.seal_ts, flush_deletes: req.flush_deletes })
+                .map_err(stopped)?;
+        }
+        Ok(())
     }
 
     pub fn watched(&self) -> Vec<String> {

@@ -42,6 +42,8 @@ pub enum Command {
     /// Flush these segments once the time tick reaches `seal_ts`; with `flush_deletes`,
     /// also write out buffered deletes then.
     Flush { segment_ids: Vec<SegmentId>, seal_ts: Timestamp, flush_deletes: bool },
+    /// Forget these segments: their partition or collection was dropped.
+    Discard { segment_ids: Vec<SegmentId> },
 }
 
 pub struct Pipeline {
@@ -172,6 +174,14 @@ impl Pipeline {
                     self.pending_delete_flush = Some(self.pending_delete_flush.unwrap_or(0).max(seal_ts));
                 }
                 self.flush_due().await;
+            }
+            Command::Discard { segment_ids } => {
+                for id in segment_ids {
+                    self.buffer.growing.remove(&id);
+                    self.buffer.flushed.remove(&id);
+                    self.pending_seals.remove(&id);
+                    self.buffer.skip.insert(id);
+                }
             }
         }
     }

@@ -41,7 +41,8 @@ impl Core {
             channel.vchannel.clone(),
             schema,
             partitions,
-            channel.flushed_segment_ids.iter().copied().collect(),
+            // Flushed segments come back as sealed ones; dropped ones never come back.
+            channel.flushed_segment_ids.iter().chain(&channel.dropped_segment_ids).copied().collect(),
             stop,
         );
         let seek = channel.seek_position.as_ref().map(|p| p.seq).unwrap_or(0);

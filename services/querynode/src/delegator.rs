@@ -61,6 +61,8 @@ pub struct Delegator {
     /// arrive after them (from another proxy) and must be deleted on arrival.
     unsettled: Mutex<HashMap<PrimaryKey, Vec<(Timestamp, PartitionId)>>>,
     serviceable: watch::Sender<Timestamp>,
+    /// Largest timestamp of any DML consumed so far.
+    consumed: AtomicU64,
     sync_requested: AtomicU64,
     pub stop: Shutdown,
 }
@@ -93,6 +95,7 @@ impl Delegator {
             deletes: tokio::sync::Mutex::new(Vec::new()),
             unsettled: Mutex::new(HashMap::new()),
             serviceable: tx,
+            consumed: AtomicU64::new(0),
             sync_requested: AtomicU64::new(0),
             stop,
         })
@@ -131,9 +134,16 @@ impl Delegator {
         Snapshot { growing: growing.values().filter(|s| wanted(s.partition)).cloned().collect(), sealed: by_node }
     }
 
-    /// Waits until serviceable time reaches `guarantee` and returns it (the read's MVCC
-    /// timestamp). Asks rootcoord for a tick instead of waiting for the next period.
+    /// Waits until serviceable time reaches `guarantee`, then returns the read's MVCC
+    /// timestamp: the latest timestamp consumed, so a read sees everything the delegator
+    /// has (as Milvus does; the guarantee only bounds how stale that may be). Asks
+    /// rootcoord for a tick instead of waiting for the next period.
     pub async fn wait_serviceable(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
+        let ts = self.wait_tick(node, guarantee, timeout).await?;
+        Ok(ts.max(self.consumed.load(Ordering::Acquire)))
+    }
+
+    async fn wait_tick(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
         let mut rx = self.serviceable.subscribe();
         let now = *rx.borrow_and_update();
         if now >= guarantee {
@@ -238,6 +248,8 @@ impl Delegator {
         if self.excluded.read().contains(&ins.segment_id) || !self.partition_loaded(ins.partition_id) {
             return;
         }
+        // Published only after the rows are in the segment (below).
+        let ts = ins.timestamp;
         let rows = match SegmentData::from_field_data(&ins.fields, &self.schema, ins.num_rows as usize, ins.timestamp) {
             Ok(r) => r,
             Err(e) => {
@@ -266,6 +278,7 @@ impl Delegator {
             tracing::error!(error = %e, seq, "insert record does not fit the segment; skipped");
             return;
         }
+        self.consumed.fetch_max(ts, Ordering::AcqRel);
         // Deletes that arrived before these (older) rows still apply to them.
         let unsettled = self.unsettled.lock();
         if !unsettled.is_empty() {
@@ -306,6 +319,7 @@ impl Delegator {
             }
         }
         buffer.extend(keys.into_iter().map(|key| DeleteRecord { key, ts: del.timestamp, partition: del.partition_id, seq }));
+        self.consumed.fetch_max(del.timestamp, Ordering::AcqRel);
     }
 
     /// Applies deletes to sealed segments held by `worker` (this node or another).

@@ -45,6 +45,8 @@ pub struct SearchArgs<'a> {
     pub consistency: ConsistencyLevel,
     pub extra: Vec<KeyValuePair>,
     pub partitions: &'a [&'a str],
+    /// Sent as `guarantee_timestamp` (Session: the client's last write timestamp).
+    pub guarantee: u64,
 }
 
 impl Default for SearchArgs<'_> {
@@ -59,6 +61,7 @@ impl Default for SearchArgs<'_> {
             consistency: ConsistencyLevel::Strong,
             extra: vec![],
             partitions: &[],
+            guarantee: 0,
         }
     }
 }
@@ -111,15 +114,43 @@ impl Client {
         .await
     }
 
+    pub async fn create_partition(&self, name: &str, partition: &str) -> FvResult<()> {
+        let r = self
+            .api
+            .create_partition(Request::new(CreatePartitionRequest { collection_name: name.into(), partition_name: partition.into(), ..Default::default() }))
+            .await
+            .expect("no transport error");
+        check(Some(r.get_ref()))
+    }
+
+    pub async fn drop_partition(&self, name: &str, partition: &str) -> FvResult<()> {
+        let r = self
+            .api
+            .drop_partition(Request::new(DropPartitionRequest { collection_name: name.into(), partition_name: partition.into(), ..Default::default() }))
+            .await
+            .expect("no transport error");
+        check(Some(r.get_ref()))
+    }
+
     pub async fn release(&self, name: &str) -> FvResult<()> {
         let r = self.api.release_collection(Request::new(ReleaseCollectionRequest { collection_name: name.into(), ..Default::default() })).await.expect("no transport error");
         check(Some(r.get_ref()))
     }
 
     pub async fn insert(&self, name: &str, fields: Vec<FieldData>, rows: usize) -> FvResult<MutationResult> {
+        self.insert_into(name, "", fields, rows).await
+    }
+
+    pub async fn insert_into(&self, name: &str, partition: &str, fields: Vec<FieldData>, rows: usize) -> FvResult<MutationResult> {
         let r = self
             .api
-            .insert(Request::new(InsertRequest { collection_name: name.into(), fields_data: fields, num_rows: rows as u32, ..Default::default() }))
+            .insert(Request::new(InsertRequest {
+                collection_name: name.into(),
+                partition_name: partition.into(),
+                fields_data: fields,
+                num_rows: rows as u32,
+                ..Default::default()
+            }))
             .await
             .expect("no transport error")
             .into_inner();
@@ -197,6 +228,7 @@ impl Client {
                 nq: a.vectors.len() as i64,
                 consistency_level: a.consistency as i32,
                 partition_names: a.partitions.iter().map(|s| s.to_string()).collect(),
+                guarantee_timestamp: a.guarantee,
                 ..Default::default()
             }))
             .await

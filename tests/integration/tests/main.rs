@@ -5,3 +5,4 @@ mod bad_input;
 mod full_path;
 mod recovery;
 mod smoke;
+mod varchar_partitions;
