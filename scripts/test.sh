@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Runs every test of Ferrovec: unit tests next to the code, the backend conformance
-# suites, and the cross-role integration tests (in-process, and real child processes
-# killed with SIGKILL). Installs nothing the machine lacks beyond what each step needs.
+# Runs every test of Ferrovec:
+#   1. the Rust suite: unit tests next to the code, the backend conformance suites, and
+#      the cross-role integration tests (in-process, and real server processes killed
+#      with SIGKILL);
+#   2. the end-to-end suite (tests/e2e): the official pymilvus client, once per supported
+#      client version, against a freshly started `ferrovec run standalone`.
+# It installs what it needs by itself (Python venvs with pinned pymilvus).
 #
-# Build artefacts go to $FERROVEC_TARGET_DIR (default ~/.cache/ferrovec/target), outside
-# the clone, so repeated runs (and fresh clones on the same machine) reuse compiled
-# dependencies.
+# Build artefacts go to $FERROVEC_TARGET_DIR (default ~/.cache/ferrovec/target) and
+# venvs to $FERROVEC_CACHE (default ~/.cache/ferrovec), outside the clone, so repeated
+# runs and fresh clones on the same machine reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_rust
 export CARGO_TARGET_DIR="${FERROVEC_TARGET_DIR:-$HOME/.cache/ferrovec/target}"
-mkdir -p "$CARGO_TARGET_DIR"
+CACHE="${FERROVEC_CACHE:-$HOME/.cache/ferrovec}"
+mkdir -p "$CARGO_TARGET_DIR" "$CACHE"
 log "build artefacts in $CARGO_TARGET_DIR"
 
 log "building"
@@ -24,4 +29,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+export FERROVEC_BIN="$CARGO_TARGET_DIR/debug/ferrovec"
+for req in tests/e2e/requirements-*.txt; do
+    version=$(basename "$req" .txt | sed 's/^requirements-//')
+    venv=$(ensure_venv "$CACHE/venv-pymilvus-$version" "$req")
+    log "running the pymilvus $version end-to-end suite"
+    "$venv/bin/python" -m pytest -q tests/e2e -p no:cacheprovider
+done
 log "all tests passed"

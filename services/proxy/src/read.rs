@@ -92,7 +92,7 @@ async fn leaders(p: &Proxy, coll: &Collection) -> FvResult<Arc<Leaders>> {
 pub async fn guarantee_ts(p: &Proxy, coll: &Collection, level: i32, use_default: bool, given: Timestamp) -> FvResult<Timestamp> {
     let level = if use_default { coll.info.consistency_level } else { level };
     Ok(match ConsistencyLevel::try_from(level).unwrap_or(ConsistencyLevel::Bounded) {
-        ConsistencyLevel::Strong => p.alloc_ts().await?,
+        ConsistencyLevel::Strong => fv_common::ts::GUARANTEE_STRONG,
         ConsistencyLevel::Bounded => wall_clock_ts_minus(p.ctx.config.proxy.bounded_staleness_ms),
         ConsistencyLevel::Session | ConsistencyLevel::Customized => {
             if given > GUARANTEE_BOUNDED { given } else { 0 }

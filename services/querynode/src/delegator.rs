@@ -139,6 +139,14 @@ impl Delegator {
     /// has (as Milvus does; the guarantee only bounds how stale that may be). Asks
     /// rootcoord for a tick instead of waiting for the next period.
     pub async fn wait_serviceable(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
+        let guarantee = if guarantee == fv_common::ts::GUARANTEE_STRONG {
+            // Strong: a tick published after this request arrived covers every write
+            // acknowledged before it.
+            let req = SyncTimeTickRequest { pchannels: vec![self.pchannel.clone()], min_ts: 0 };
+            node.ctx.rpc.call_with_timeout::<rootcoord::SyncTimeTick>(Target::Coord, &req, timeout).await?.timestamp
+        } else {
+            guarantee
+        };
         let ts = self.wait_tick(node, guarantee, timeout).await?;
         Ok(ts.max(self.consumed.load(Ordering::Acquire)))
     }

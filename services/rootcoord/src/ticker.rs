@@ -35,12 +35,25 @@ pub struct Ticker {
     tso: TsoHandle,
     catalog: Arc<RwLock<Catalog>>,
     last_published: AtomicU64,
+    /// Held while a round runs; rounds are serial.
     round: tokio::sync::Mutex<()>,
+    /// Rounds started and finished, so a demand is served by the first round that
+    /// starts after it arrived (demands arriving during a round share the next one).
+    started: AtomicU64,
+    finished: AtomicU64,
 }
 
 impl Ticker {
     pub fn new(ctx: RoleContext, tso: TsoHandle, catalog: Arc<RwLock<Catalog>>) -> Arc<Ticker> {
-        Arc::new(Ticker { ctx, tso, catalog, last_published: AtomicU64::new(0), round: tokio::sync::Mutex::new(()) })
+        Arc::new(Ticker {
+            ctx,
+            tso,
+            catalog,
+            last_published: AtomicU64::new(0),
+            round: tokio::sync::Mutex::new(()),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+        })
     }
 
     pub fn last_published(&self) -> Timestamp {
@@ -77,9 +90,10 @@ impl Ticker {
         }
         let payload = Bytes::from(DmlMessage { body: Some(Body::TimeTick(TimeTickMsg { timestamp: t, source_id: self.ctx.node_id })) }.encode_to_vec());
         let channels = self.pchannels_in_use();
+        // Ticks need no durability: a lost tick is simply published again later.
         let results = futures::future::join_all(channels.iter().map(|p| {
             let msg = OutgoingMessage::new(tick_subject(p), payload.clone());
-            self.ctx.broker.produce(p, vec![msg])
+            self.ctx.broker.produce_volatile(p, vec![msg])
         }))
         .await;
         for (p, r) in channels.iter().zip(results) {
@@ -89,18 +103,29 @@ impl Ticker {
         Ok(t)
     }
 
-    /// Publishes a tick >= `min_ts` (a fresh one when `min_ts` is 0) and returns it.
+    /// Publishes a tick >= `min_ts` (one allocated after this call when `min_ts` is 0)
+    /// and returns it.
     pub async fn sync(&self, min_ts: Timestamp) -> FvResult<Timestamp> {
         let last = self.last_published();
         if min_ts != 0 && last >= min_ts {
             return Ok(last);
         }
+        // Any round that starts after this point allocates a tick above everything
+        // stamped before the call.
+        let needed = self.started.load(Ordering::Acquire) + 1;
         let _round = self.round.lock().await;
-        let last = self.last_published();
-        if min_ts != 0 && last >= min_ts {
-            return Ok(last);
+        if self.finished.load(Ordering::Acquire) >= needed {
+            return Ok(self.last_published());
         }
-        self.run_round().await
+        self.locked_round().await
+    }
+
+    /// Runs a round; the caller holds `self.round`.
+    async fn locked_round(&self) -> FvResult<Timestamp> {
+        let n = self.started.fetch_add(1, Ordering::AcqRel) + 1;
+        let r = self.run_round().await;
+        self.finished.store(n, Ordering::Release);
+        r
     }
 
     /// The periodic loop; ends with the role.
@@ -117,7 +142,7 @@ impl Ticker {
                 continue;
             }
             let _round = self.round.lock().await;
-            if let Err(e) = self.run_round().await {
+            if let Err(e) = self.locked_round().await {
                 tracing::warn!(error = %e, "time tick round failed");
             }
         }

@@ -16,6 +16,9 @@ pub const MAX_LOGICAL: u64 = LOGICAL_MASK;
 pub const GUARANTEE_EVENTUALLY: Timestamp = 1;
 /// pymilvus `guarantee_timestamp` sentinel for Bounded consistency.
 pub const GUARANTEE_BOUNDED: Timestamp = 2;
+/// Internal guarantee meaning "everything acknowledged before this read": the shard
+/// delegator obtains a fresh time tick itself (saves the proxy a timestamp request).
+pub const GUARANTEE_STRONG: Timestamp = Timestamp::MAX;
 
 pub fn compose(physical_ms: u64, logical: u64) -> Timestamp {
     (physical_ms << LOGICAL_BITS) | (logical & LOGICAL_MASK)

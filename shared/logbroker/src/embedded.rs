@@ -440,6 +440,8 @@ impl TopicState {
 struct AppendReq {
     messages: Vec<OutgoingMessage>,
     body_len: usize,
+    /// Whether the producer needs the batch on stable storage before the reply.
+    durable: bool,
     reply: oneshot::Sender<Result<Vec<Position>>>,
 }
 
@@ -876,7 +878,11 @@ impl Writer {
             }
         }
         self.flush(&mut buf)?;
-        self.sync_active()?;
+        // A group of volatile records only (time ticks) is not forced to disk; the next
+        // durable group's fdatasync covers them, so the file never has holes.
+        if group.iter().any(|r| r.durable) {
+            self.sync_active()?;
+        }
         touched.push(cur);
         Ok(touched)
     }
@@ -1469,6 +1475,39 @@ impl Drop for EmbeddedBroker {
     }
 }
 
+
+impl EmbeddedBroker {
+    /// Appends a batch; `durable` asks for fdatasync before the reply (see the fsync policy).
+    async fn append(&self, topic: &str, messages: Vec<OutgoingMessage>, durable: bool) -> Result<Vec<Position>> {
+        let t = self.topic(topic)?;
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = self.config.max_message_bytes;
+        let mut body_len = 0u64;
+        for m in &messages {
+            if m.payload.len() > limit {
+                return Err(BrokerError::MessageTooLarge { size: m.payload.len(), limit });
+            }
+            validate_subject(&m.subject)?;
+            let too_long = m.subject.len() > u32::MAX as usize
+                || m.headers.iter().any(|(k, v)| k.len() > u32::MAX as usize || v.len() > u32::MAX as usize);
+            if too_long {
+                return Err(BrokerError::InvalidArgument { reason: "subject or header too long".into() });
+            }
+            body_len += record_len(m);
+        }
+        if body_len > u64::from(u32::MAX) || messages.len() > u32::MAX as usize {
+            return Err(BrokerError::InvalidArgument {
+                reason: format!("batch of {} records / {body_len} bytes is too large for one frame", messages.len()),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        t.send(Command::Append(AppendReq { messages, body_len: body_len as usize, durable, reply }))?;
+        rx.await.map_err(|_| BrokerError::Unavailable { reason: format!("writer of topic {topic} stopped") })?
+    }
+}
+
 #[async_trait]
 impl LogBroker for EmbeddedBroker {
     async fn ensure_topic(&self, topic: &str) -> Result<()> {
@@ -1501,32 +1540,11 @@ impl LogBroker for EmbeddedBroker {
     }
 
     async fn produce(&self, topic: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<Position>> {
-        let t = self.topic(topic)?;
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let limit = self.config.max_message_bytes;
-        let mut body_len = 0u64;
-        for m in &messages {
-            if m.payload.len() > limit {
-                return Err(BrokerError::MessageTooLarge { size: m.payload.len(), limit });
-            }
-            validate_subject(&m.subject)?;
-            let too_long = m.subject.len() > u32::MAX as usize
-                || m.headers.iter().any(|(k, v)| k.len() > u32::MAX as usize || v.len() > u32::MAX as usize);
-            if too_long {
-                return Err(BrokerError::InvalidArgument { reason: "subject or header too long".into() });
-            }
-            body_len += record_len(m);
-        }
-        if body_len > u64::from(u32::MAX) || messages.len() > u32::MAX as usize {
-            return Err(BrokerError::InvalidArgument {
-                reason: format!("batch of {} records / {body_len} bytes is too large for one frame", messages.len()),
-            });
-        }
-        let (reply, rx) = oneshot::channel();
-        t.send(Command::Append(AppendReq { messages, body_len: body_len as usize, reply }))?;
-        rx.await.map_err(|_| BrokerError::Unavailable { reason: format!("writer of topic {topic} stopped") })?
+        self.append(topic, messages, true).await
+    }
+
+    async fn produce_volatile(&self, topic: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<Position>> {
+        self.append(topic, messages, false).await
     }
 
     async fn subscribe(&self, topic: &str, filter: SubjectFilter, from: SeekFrom) -> Result<LogStream> {
@@ -2055,6 +2073,26 @@ mod tests {
         assert_eq!(positions, (1..=N as u64).collect::<Vec<_>>());
         let syncs = broker.sync_count("g").expect("topic") - base;
         assert!(syncs >= 1 && syncs <= (N / 4) as u64, "{syncs} fsyncs for {N} concurrent produces");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn volatile_batches_skip_fsync_but_stay_ordered() {
+        let dir = TempDir::new().expect("tempdir");
+        {
+            let broker = open(dir.path());
+            broker.ensure_topic("v").await.expect("ensure");
+            let base = broker.sync_count("v").expect("topic");
+            let p1 = broker.produce_volatile("v", vec![OutgoingMessage::new("tt", "t1")]).await.expect("volatile");
+            assert_eq!(broker.sync_count("v").expect("topic"), base, "a volatile batch is not fsynced");
+            let p2 = broker.produce("v", vec![OutgoingMessage::new("d", "d1")]).await.expect("durable");
+            assert_eq!(broker.sync_count("v").expect("topic"), base + 1, "a durable batch is");
+            assert_eq!((p1, p2), (vec![1], vec![2]));
+        }
+        let broker = open(dir.path());
+        let mut s = broker.subscribe("v", SubjectFilter::All, SeekFrom::Earliest).await.expect("subscribe");
+        let first = s.next().await.expect("record").expect("ok");
+        let second = s.next().await.expect("record").expect("ok");
+        assert_eq!((first.subject.as_str(), second.subject.as_str()), ("tt", "d"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

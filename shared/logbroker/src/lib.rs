@@ -146,6 +146,13 @@ pub trait LogBroker: Send + Sync + 'static {
     /// and nothing of the batch is appended.
     async fn produce(&self, topic: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<Position>>;
 
+    /// Like [`LogBroker::produce`] for records that need not survive a power loss (time
+    /// ticks): they are ordered and visible like any record, but the broker may skip
+    /// forcing them to stable storage. Durable records written later still cover them.
+    async fn produce_volatile(&self, topic: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<Position>> {
+        self.produce(topic, messages).await
+    }
+
     /// Reads `topic` from `from`, delivering only records whose subject matches `filter`,
     /// then follows new records as they are appended.
     async fn subscribe(&self, topic: &str, filter: SubjectFilter, from: SeekFrom) -> Result<LogStream>;

@@ -1,0 +1,98 @@
+"""Connection handshake (MilvusClient and ORM), server version, database `default`, /healthz."""
+
+import re
+import urllib.request
+import uuid
+
+import pytest
+from pymilvus import MilvusClient, MilvusException, connections, utility
+
+from conftest import unique_name
+
+
+def test_healthz(server):
+    with urllib.request.urlopen(server.healthz_url, timeout=5) as r:
+        assert r.status == 200
+        assert r.read().decode().strip() == "OK"
+
+
+def test_milvus_client_connects_and_reports_version(uri):
+    c = MilvusClient(uri=uri)
+    try:
+        v = c.get_server_version()
+        assert isinstance(v, str) and v, f"empty version {v!r}"
+        # Milvus answers e.g. "v2.6.0"; pymilvus and tools parse a leading (v)MAJOR.MINOR.
+        assert re.match(r"^v?\d+\.\d+", v), f"version {v!r} is not Milvus-like"
+        # list_collections works right after the handshake.
+        assert isinstance(c.list_collections(), list)
+    finally:
+        c.close()
+
+
+def test_server_version_detail_comes_from_connect(uri):
+    c = MilvusClient(uri=uri)
+    try:
+        info = c.get_server_version(detail=True)
+        assert isinstance(info, dict)
+        assert set(info) >= {"version", "build_time", "git_commit", "go_version", "deploy_mode"}
+    finally:
+        c.close()
+
+
+def test_localhost_uri(server):
+    # The quickstart form: "http://localhost:PORT".
+    c = MilvusClient(uri=f"http://localhost:{server.port}")
+    try:
+        assert c.get_server_version()
+    finally:
+        c.close()
+
+
+def test_orm_connect_host_port(server):
+    alias = f"e2e_{uuid.uuid4().hex[:8]}"
+    connections.connect(alias=alias, host="127.0.0.1", port=str(server.port))
+    try:
+        assert connections.has_connection(alias)
+        v = utility.get_server_version(using=alias)
+        assert isinstance(v, str) and v
+        assert isinstance(utility.list_collections(using=alias), list)
+    finally:
+        connections.disconnect(alias)
+    assert not connections.has_connection(alias)
+
+
+def test_orm_connect_uri(uri):
+    alias = f"e2e_{uuid.uuid4().hex[:8]}"
+    connections.connect(alias=alias, uri=uri)
+    try:
+        assert utility.get_server_version(using=alias)
+    finally:
+        connections.disconnect(alias)
+
+
+def test_database_default(uri, client):
+    dbs = client.list_databases()
+    assert "default" in dbs, dbs
+    # A client bound to db_name="default" sees the same collections as one with no db.
+    name = unique_name("e2e_db")
+    c = MilvusClient(uri=uri, db_name="default")
+    try:
+        c.create_collection(name, dimension=4, consistency_level="Strong")
+        assert name in c.list_collections()
+        assert name in client.list_collections()
+        assert client.has_collection(name)
+    finally:
+        c.drop_collection(name)
+        c.close()
+    assert name not in client.list_collections()
+
+
+def test_other_database_is_refused(uri):
+    # Ferrovec has only "default"; a client asking for another one must get a Milvus error
+    # status (not a hang, not a silent fallback to "default").
+    with pytest.raises(MilvusException):
+        c = MilvusClient(uri=uri, db_name=f"nodb_{uuid.uuid4().hex[:8]}")
+        try:
+            c.list_collections()
+        finally:
+            c.close()
