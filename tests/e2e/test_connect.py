@@ -88,11 +88,23 @@ def test_database_default(uri, client):
 
 
 def test_other_database_is_refused(uri):
-    # Ferrovec has only "default"; a client asking for another one must get a Milvus error
-    # status (not a hang, not a silent fallback to "default").
-    with pytest.raises(MilvusException):
-        c = MilvusClient(uri=uri, db_name=f"nodb_{uuid.uuid4().hex[:8]}")
-        try:
-            c.list_collections()
-        finally:
+    # Ferrovec has only "default". Milvus' Connect answers a database that does not exist
+    # with code 800 "database not found[database=X]" (proxy Connect / merr.WrapErrDatabaseNotFound);
+    # it must not fall back to "default" silently (a collection created through such a
+    # client would land in "default").
+    dbname = f"nodb_{uuid.uuid4().hex[:8]}"
+    name = unique_name("e2e_nodb")
+    c = None
+    try:
+        with pytest.raises(MilvusException) as ei:
+            c = MilvusClient(uri=uri, db_name=dbname)
+            c.create_collection(name, dimension=4)
+        assert ei.value.code == 800, ei.value
+        assert "database not found" in ei.value.message, ei.value
+    finally:
+        if c is not None:
             c.close()
+        d = MilvusClient(uri=uri)
+        if d.has_collection(name):
+            d.drop_collection(name)
+        d.close()

@@ -11,7 +11,8 @@ use fv_metastore::TxnOp;
 use fv_proto::common::SegmentState;
 use fv_proto::fv::datacoord::{
     AssignSegmentRequest, AssignSegmentResponse, DropCollectionDataRequest, FlushRequest, FlushResponse,
-    SaveBinlogPathsRequest, SegmentAssignment, SegmentFlushedEvent, UpdateChannelCheckpointRequest, WatchChannelsRequest,
+    SaveBinlogPathsRequest, SegmentAssignment, SegmentFlushedEvent, UpdateChannelCheckpointRequest,
+    WatchChannelsRequest,
 };
 use fv_proto::fv::datanode::{FlushSegmentsRequest, UnwatchDmChannelRequest, WatchDmChannelRequest};
 use fv_proto::fv::meta::{ChannelWatchInfo, SegmentInfo};
@@ -39,7 +40,11 @@ impl Core {
         let r = self
             .ctx
             .rpc
-            .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, DELIVERY_DEADLINE)
+            .call_retry::<rootcoord::AllocTimestamp>(
+                Target::Coord,
+                &AllocTimestampRequest { count: 1 },
+                DELIVERY_DEADLINE,
+            )
             .await?;
         Ok(r.timestamp)
     }
@@ -63,8 +68,11 @@ impl Core {
                 continue;
             }
             if !self.state.lock().watches.contains_key(&r.vchannel) {
-                return Err(FvError::new(Code::ChannelNotAvailable, format!("channel not available[channel={}]", r.vchannel))
-                    .retriable(true));
+                return Err(FvError::new(
+                    Code::ChannelNotAvailable,
+                    format!("channel not available[channel={}]", r.vchannel),
+                )
+                .retriable(true));
             }
             let capacity = alloc::max_rows(r.row_bytes, cfg.segment_max_bytes, cfg.segment_max_rows);
             let key = (r.collection_id, r.partition_id, r.vchannel.clone());
@@ -127,7 +135,12 @@ impl Core {
                 } else {
                     st.growing.insert(
                         key.clone(),
-                        GrowingAlloc { segment_id: info.id, allocated: rows, max_rows: capacity, last_assign: Instant::now() },
+                        GrowingAlloc {
+                            segment_id: info.id,
+                            allocated: rows,
+                            max_rows: capacity,
+                            last_assign: Instant::now(),
+                        },
                     );
                 }
                 st.segments.insert(info.id, info);
@@ -148,13 +161,13 @@ impl Core {
         {
             let mut st = self.state.lock();
             for id in ids {
-                if let Some(s) = st.segments.get_mut(id) {
-                    if is(s, SegmentState::Growing) {
-                        s.state = SegmentState::Sealed as i32;
-                        s.seal_ts = seal_ts;
-                        ops.push(put_segment(s));
-                        sealed.push(s.clone());
-                    }
+                if let Some(s) = st.segments.get_mut(id)
+                    && is(s, SegmentState::Growing)
+                {
+                    s.state = SegmentState::Sealed as i32;
+                    s.seal_ts = seal_ts;
+                    ops.push(put_segment(s));
+                    sealed.push(s.clone());
                 }
                 st.growing.retain(|_, g| g.segment_id != *id);
             }
@@ -178,8 +191,15 @@ impl Core {
         }
         let rpc = self.ctx.rpc.clone();
         tokio::spawn(async move {
-            let req = FlushSegmentsRequest { vchannel: vchannel.clone(), segment_ids, seal_ts, flush_deletes, dropped_segment_ids: vec![] };
-            if let Err(e) = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await {
+            let req = FlushSegmentsRequest {
+                vchannel: vchannel.clone(),
+                segment_ids,
+                seal_ts,
+                flush_deletes,
+                dropped_segment_ids: vec![],
+            };
+            if let Err(e) = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await
+            {
                 tracing::warn!(error = %e, %vchannel, node, "flush request not delivered; will be repeated");
             }
         });
@@ -252,10 +272,10 @@ impl Core {
             ops.push(put_segment(seg));
             let seg_id = seg.id;
             st.buffered_rows.remove(&seg_id);
-            if let Some(cp) = &req.checkpoint {
-                if advance_checkpoint(&mut st, &req.vchannel, cp) {
-                    ops.push(put_checkpoint(&req.vchannel, cp));
-                }
+            if let Some(cp) = &req.checkpoint
+                && advance_checkpoint(&mut st, &req.vchannel, cp)
+            {
+                ops.push(put_checkpoint(&req.vchannel, cp));
             }
         }
         commit(&self.ctx.meta, ops).await?;
@@ -379,7 +399,9 @@ impl Core {
                 }
             };
             let req = WatchDmChannelRequest { channel: Some(channel), collection, segments };
-            if let Err(e) = rpc.call_retry::<datanode::WatchDmChannel>(Target::Node(node), &req, DELIVERY_DEADLINE).await {
+            if let Err(e) =
+                rpc.call_retry::<datanode::WatchDmChannel>(Target::Node(node), &req, DELIVERY_DEADLINE).await
+            {
                 tracing::warn!(error = %e, %vchannel, node, "channel watch not delivered; will be repeated");
             }
         });
@@ -392,7 +414,9 @@ impl Core {
         let mut discard: BTreeMap<String, Vec<SegmentId>> = BTreeMap::new();
         {
             let mut st = self.state.lock();
-            let hit = |s: &SegmentInfo| s.collection_id == req.collection_id && (whole || req.partition_ids.contains(&s.partition_id));
+            let hit = |s: &SegmentInfo| {
+                s.collection_id == req.collection_id && (whole || req.partition_ids.contains(&s.partition_id))
+            };
             for s in st.segments.values_mut().filter(|s| hit(s)) {
                 if !is(s, SegmentState::Dropped) {
                     if is_unflushed(s) {
@@ -443,14 +467,8 @@ impl Core {
     pub async fn seal_idle(&self, repeat_sealed_older_than: Duration) -> FvResult<()> {
         let idle = Duration::from_millis(self.ctx.config.datacoord.segment_idle_seal_ms);
         let now = Instant::now();
-        let idle_ids: Vec<SegmentId> = self
-            .state
-            .lock()
-            .growing
-            .values()
-            .filter(|g| alloc::is_idle(g, now, idle))
-            .map(|g| g.segment_id)
-            .collect();
+        let idle_ids: Vec<SegmentId> =
+            self.state.lock().growing.values().filter(|g| alloc::is_idle(g, now, idle)).map(|g| g.segment_id).collect();
         if !idle_ids.is_empty() {
             self.seal(&idle_ids, false).await?;
         }

@@ -75,7 +75,10 @@ mod tests {
         let g = GrowingAlloc { segment_id: 1, allocated: 90, max_rows: 100, last_assign: Instant::now() };
         assert_eq!(plan(Some(&g), 5, 100), Plan { into_current: 5, new_segments: vec![], seal_current: false });
         assert_eq!(plan(Some(&g), 10, 100), Plan { into_current: 10, new_segments: vec![], seal_current: true });
-        assert_eq!(plan(Some(&g), 250, 100), Plan { into_current: 10, new_segments: vec![100, 100, 40], seal_current: true });
+        assert_eq!(
+            plan(Some(&g), 250, 100),
+            Plan { into_current: 10, new_segments: vec![100, 100, 40], seal_current: true }
+        );
         assert_eq!(plan(None, 30, 100), Plan { into_current: 0, new_segments: vec![30], seal_current: false });
     }
 

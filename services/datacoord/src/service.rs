@@ -78,7 +78,12 @@ async fn serve(ctx: &RoleContext, core: Arc<Core>, actor: Addr<DataCoordActor>) 
     let c = core.clone();
     s.serve::<rpc::GetFlushState, _, _>(Target::Coord, move |req| {
         let c = c.clone();
-        async move { Ok(pb::GetFlushStateResponse { status: Some(Default::default()), flushed: c.state.lock().all_flushed(&req.segment_ids) }) }
+        async move {
+            Ok(pb::GetFlushStateResponse {
+                status: Some(Default::default()),
+                flushed: c.state.lock().all_flushed(&req.segment_ids),
+            })
+        }
     })
     .await?;
     let c = core.clone();
@@ -181,7 +186,11 @@ async fn redeliver(ctx: &RoleContext, core: &Core, live: &[NodeId]) {
     for &node in live {
         let Ok(watched) = ctx
             .rpc
-            .call_with_timeout::<datanode::WatchedChannels>(Target::Node(node), &WatchedChannelsRequest {}, Duration::from_secs(2))
+            .call_with_timeout::<datanode::WatchedChannels>(
+                Target::Node(node),
+                &WatchedChannelsRequest {},
+                Duration::from_secs(2),
+            )
             .await
         else {
             continue;
@@ -206,7 +215,11 @@ async fn redeliver(ctx: &RoleContext, core: &Core, live: &[NodeId]) {
 async fn reconcile_with_rootcoord(ctx: &RoleContext, core: &Core, actor: &Addr<DataCoordActor>) -> FvResult<()> {
     let list = ctx
         .rpc
-        .call_with_timeout::<rootcoord::ShowCollections>(Target::Coord, &ShowCollectionsRequest { db_name: String::new() }, Duration::from_secs(5))
+        .call_with_timeout::<rootcoord::ShowCollections>(
+            Target::Coord,
+            &ShowCollectionsRequest { db_name: String::new() },
+            Duration::from_secs(5),
+        )
         .await?;
     for info in list.collections {
         let missing = {
@@ -238,10 +251,11 @@ async fn truncate_log(ctx: &RoleContext, core: &Core) {
         }
     }
     for (p, seq) in min_by_pchannel {
-        if seq > 0 && seq != u64::MAX {
-            if let Err(e) = ctx.broker.truncate(&p, seq + 1).await {
-                tracing::debug!(error = %e, pchannel = %p, "log truncation skipped");
-            }
+        if seq > 0
+            && seq != u64::MAX
+            && let Err(e) = ctx.broker.truncate(&p, seq + 1).await
+        {
+            tracing::debug!(error = %e, pchannel = %p, "log truncation skipped");
         }
     }
 }

@@ -72,11 +72,7 @@ impl State {
     }
 
     pub fn recovery_info(&self, c: CollectionId, partitions: &[PartitionId]) -> GetRecoveryInfoResponse {
-        let channels = self
-            .collection_vchannels(c)
-            .iter()
-            .filter_map(|v| self.vchannel_info(v, partitions))
-            .collect();
+        let channels = self.collection_vchannels(c).iter().filter_map(|v| self.vchannel_info(v, partitions)).collect();
         let mut segments: Vec<_> = self
             .segments
             .values()
@@ -116,7 +112,15 @@ mod tests {
     use super::*;
 
     fn seg(id: i64, part: i64, st: SegmentState, rows: i64) -> SegmentInfo {
-        SegmentInfo { id, collection_id: 1, partition_id: part, vchannel: "v".into(), state: st as i32, num_rows: rows, ..Default::default() }
+        SegmentInfo {
+            id,
+            collection_id: 1,
+            partition_id: part,
+            vchannel: "v".into(),
+            state: st as i32,
+            num_rows: rows,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl Core {
         if !req.segment_ids.is_empty() || req.flush_deletes {
             handle
                 .commands
-                .send(Command::Flush { segment_ids: req.segment_ids, seal_ts: req.seal_ts, flush_deletes: req.flush_deletes })
+                .send(Command::Flush {
+                    segment_ids: req.segment_ids,
+                    seal_ts: req.seal_ts,
+                    flush_deletes: req.flush_deletes,
+                })
                 .map_err(stopped)?;
         }
         Ok(())

@@ -67,7 +67,13 @@ impl ChannelBuffer {
     }
 
     /// Buffers inserted rows; rows of skipped segments are ignored.
-    pub fn insert(&mut self, segment: SegmentId, partition: PartitionId, rows: SegmentData, seq: u64) -> Result<(), StorageError> {
+    pub fn insert(
+        &mut self,
+        segment: SegmentId,
+        partition: PartitionId,
+        rows: SegmentData,
+        seq: u64,
+    ) -> Result<(), StorageError> {
         if self.skip.contains(&segment) || self.flushed.contains_key(&segment) {
             return Ok(());
         }
@@ -144,7 +150,13 @@ mod tests {
     use fv_storage::{Column, ColumnData};
 
     fn schema() -> Schema {
-        let pk = FieldSchema { field_id: 100, name: "id".into(), is_primary_key: true, data_type: DataType::Int64 as i32, ..Default::default() };
+        let pk = FieldSchema {
+            field_id: 100,
+            name: "id".into(),
+            is_primary_key: true,
+            data_type: DataType::Int64 as i32,
+            ..Default::default()
+        };
         let v = FieldSchema {
             field_id: 101,
             name: "v".into(),
@@ -152,7 +164,8 @@ mod tests {
             type_params: vec![KeyValuePair { key: "dim".into(), value: "2".into() }],
             ..Default::default()
         };
-        Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() }).expect("schema")
+        Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() })
+            .expect("schema")
     }
 
     fn rows(ids: &[i64], ts: u64) -> SegmentData {

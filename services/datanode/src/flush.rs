@@ -90,11 +90,25 @@ pub async fn write_segment(
     for ((field_id, key, id), size) in field_binlogs.into_iter().zip(sizes) {
         out.field_binlogs.push(FieldBinlog {
             field_id,
-            binlogs: vec![Binlog { entries_num: n as i64, timestamp_from: ts_from, timestamp_to: ts_to, log_path: key, log_size: size, log_id: id }],
+            binlogs: vec![Binlog {
+                entries_num: n as i64,
+                timestamp_from: ts_from,
+                timestamp_to: ts_to,
+                log_path: key,
+                log_size: size,
+                log_id: id,
+            }],
         });
     }
     let size = put(objects, stats_key.clone(), stats_bytes).await?;
-    out.statslogs.push(Binlog { entries_num: n as i64, timestamp_from: ts_from, timestamp_to: ts_to, log_path: stats_key, log_size: size, log_id: stats_id });
+    out.statslogs.push(Binlog {
+        entries_num: n as i64,
+        timestamp_from: ts_from,
+        timestamp_to: ts_to,
+        log_path: stats_key,
+        log_size: size,
+        log_id: stats_id,
+    });
     if let Some(d) = write_delta(objects, collection, p, segment, &buf.deletes, next_id).await? {
         out.deltalogs.push(d);
     }

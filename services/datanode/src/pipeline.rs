@@ -85,7 +85,10 @@ impl Pipeline {
         for s in &req.segments {
             if s.state == SegmentState::Flushed as i32 {
                 let stats = load_stats(&ctx, s).await?;
-                buffer.flushed.insert(s.id, FlushedSegment { partition_id: s.partition_id, stats, deletes: PendingDeletes::default() });
+                buffer.flushed.insert(
+                    s.id,
+                    FlushedSegment { partition_id: s.partition_id, stats, deletes: PendingDeletes::default() },
+                );
             } else if s.state == SegmentState::Sealed as i32 {
                 pending_seals.insert(s.id, s.seal_ts);
             }
@@ -192,7 +195,12 @@ impl Pipeline {
                 if ins.vchannel != self.vchannel {
                     return;
                 }
-                let rows = match SegmentData::from_field_data(&ins.fields, &self.buffer.schema, ins.num_rows as usize, ins.timestamp) {
+                let rows = match SegmentData::from_field_data(
+                    &ins.fields,
+                    &self.buffer.schema,
+                    ins.num_rows as usize,
+                    ins.timestamp,
+                ) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(error = %e, seq, "malformed insert record skipped");
@@ -222,7 +230,8 @@ impl Pipeline {
 
     /// Flushes what the current tick allows.
     async fn flush_due(&mut self) {
-        let due: Vec<SegmentId> = self.pending_seals.iter().filter(|(_, ts)| **ts <= self.tick).map(|(id, _)| *id).collect();
+        let due: Vec<SegmentId> =
+            self.pending_seals.iter().filter(|(_, ts)| **ts <= self.tick).map(|(id, _)| *id).collect();
         for id in due {
             match self.flush_segment(id).await {
                 Ok(()) => {
@@ -241,26 +250,36 @@ impl Pipeline {
             }
         }
         // Waiting for a seal: ask for a tick now rather than at the next period.
-        let waiting = self.pending_seals.values().copied().chain(self.pending_delete_flush).filter(|ts| *ts > self.tick).max();
-        if let Some(ts) = waiting {
-            if ts > self.sync_requested_for {
-                self.sync_requested_for = ts;
-                let rpc = self.ctx.rpc.clone();
-                let pchannel = self.pchannel.clone();
-                tokio::spawn(async move {
-                    let req = SyncTimeTickRequest { pchannels: vec![pchannel], min_ts: ts };
-                    let _ = rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, RPC_DEADLINE).await;
-                });
-            }
+        let waiting =
+            self.pending_seals.values().copied().chain(self.pending_delete_flush).filter(|ts| *ts > self.tick).max();
+        if let Some(ts) = waiting
+            && ts > self.sync_requested_for
+        {
+            self.sync_requested_for = ts;
+            let rpc = self.ctx.rpc.clone();
+            let pchannel = self.pchannel.clone();
+            tokio::spawn(async move {
+                let req = SyncTimeTickRequest { pchannels: vec![pchannel], min_ts: ts };
+                let _ = rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, RPC_DEADLINE).await;
+            });
         }
     }
 
     fn checkpoint(&self) -> MsgPosition {
-        MsgPosition { pchannel: self.pchannel.clone(), seq: self.buffer.checkpoint_seq(self.last_seq), timestamp: self.tick }
+        MsgPosition {
+            pchannel: self.pchannel.clone(),
+            seq: self.buffer.checkpoint_seq(self.last_seq),
+            timestamp: self.tick,
+        }
     }
 
     async fn alloc_ids(&self, count: u32) -> FvResult<i64> {
-        Ok(self.ctx.rpc.call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, RPC_DEADLINE).await?.id_begin)
+        Ok(self
+            .ctx
+            .rpc
+            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, RPC_DEADLINE)
+            .await?
+            .id_begin)
     }
 
     async fn flush_segment(&mut self, id: SegmentId) -> FvResult<()> {
@@ -315,14 +334,18 @@ impl Pipeline {
         tracing::info!(segment = id, rows = written.num_rows, vchannel = %self.vchannel, "segment flushed");
         self.reported_checkpoint = checkpoint.seq;
         if let Some(stats) = written.stats {
-            self.buffer.flushed.insert(id, FlushedSegment { partition_id: buf.partition_id, stats, deletes: PendingDeletes::default() });
+            self.buffer.flushed.insert(
+                id,
+                FlushedSegment { partition_id: buf.partition_id, stats, deletes: PendingDeletes::default() },
+            );
         }
         Ok(())
     }
 
     /// Writes buffered deletes of flushed segments as delta logs.
     async fn flush_deletes(&mut self) -> FvResult<()> {
-        let ids: Vec<SegmentId> = self.buffer.flushed.iter().filter(|(_, f)| !f.deletes.is_empty()).map(|(id, _)| *id).collect();
+        let ids: Vec<SegmentId> =
+            self.buffer.flushed.iter().filter(|(_, f)| !f.deletes.is_empty()).map(|(id, _)| *id).collect();
         if ids.is_empty() {
             self.last_delete_flush = Instant::now();
             return Ok(());
@@ -333,7 +356,10 @@ impl Pipeline {
                 let f = &self.buffer.flushed[&id];
                 (f.partition_id, f.deletes.clone())
             };
-            let Some(log) = flush::write_delta(&self.ctx.objects, self.collection, partition, id, &deletes, first + i as i64).await? else {
+            let Some(log) =
+                flush::write_delta(&self.ctx.objects, self.collection, partition, id, &deletes, first + i as i64)
+                    .await?
+            else {
                 continue;
             };
             if let Some(f) = self.buffer.flushed.get_mut(&id) {
@@ -352,7 +378,9 @@ impl Pipeline {
                 deleted_rows: deletes.len() as i64,
                 ..Default::default()
             };
-            if let Err(e) = self.ctx.rpc.call_retry::<datacoord::SaveBinlogPaths>(Target::Coord, &req, RPC_DEADLINE).await {
+            if let Err(e) =
+                self.ctx.rpc.call_retry::<datacoord::SaveBinlogPaths>(Target::Coord, &req, RPC_DEADLINE).await
+            {
                 // Put them back: the delta log file becomes garbage, the deletes are retried.
                 if let Some(f) = self.buffer.flushed.get_mut(&id) {
                     let mut merged = deletes;
@@ -372,29 +400,41 @@ impl Pipeline {
     async fn periodic(&mut self) {
         let cfg = &self.ctx.config.datanode;
         let interval_due = self.last_delete_flush.elapsed() >= Duration::from_millis(cfg.delete_flush_interval_ms);
-        if (interval_due || self.buffer.pending_delete_count() >= cfg.delete_buffer_rows) && self.buffer.pending_delete_count() > 0 {
-            if let Err(e) = self.flush_deletes().await {
-                tracing::warn!(error = %e, "delete flush failed; will retry");
-            }
+        if (interval_due || self.buffer.pending_delete_count() >= cfg.delete_buffer_rows)
+            && self.buffer.pending_delete_count() > 0
+            && let Err(e) = self.flush_deletes().await
+        {
+            tracing::warn!(error = %e, "delete flush failed; will retry");
         }
         self.flush_due().await;
         let cp = self.checkpoint();
         if cp.seq > self.reported_checkpoint {
-            let req = UpdateChannelCheckpointRequest { node_id: self.ctx.node_id, vchannel: self.vchannel.clone(), position: Some(cp.clone()) };
+            let req = UpdateChannelCheckpointRequest {
+                node_id: self.ctx.node_id,
+                vchannel: self.vchannel.clone(),
+                position: Some(cp.clone()),
+            };
             if self.ctx.rpc.call::<datacoord::UpdateChannelCheckpoint>(Target::Coord, &req).await.is_ok() {
                 self.reported_checkpoint = cp.seq;
             }
         }
-        let segments = self.buffer.buffered_rows().into_iter().map(|(segment_id, num_rows)| SegmentStats { segment_id, num_rows }).collect::<Vec<_>>();
+        let segments = self
+            .buffer
+            .buffered_rows()
+            .into_iter()
+            .map(|(segment_id, num_rows)| SegmentStats { segment_id, num_rows })
+            .collect::<Vec<_>>();
         if !segments.is_empty() {
-            let req = ReportDataNodeStatsRequest { node_id: self.ctx.node_id, vchannel: self.vchannel.clone(), segments };
+            let req =
+                ReportDataNodeStatsRequest { node_id: self.ctx.node_id, vchannel: self.vchannel.clone(), segments };
             let _ = self.ctx.rpc.call::<datacoord::ReportDataNodeStats>(Target::Coord, &req).await;
         }
     }
 }
 
 async fn load_stats(ctx: &RoleContext, s: &SegmentInfo) -> FvResult<fv_storage::binlog::PkStats> {
-    let log = s.statslogs.last().ok_or_else(|| FvError::internal(format!("flushed segment {} has no stats log", s.id)))?;
+    let log =
+        s.statslogs.last().ok_or_else(|| FvError::internal(format!("flushed segment {} has no stats log", s.id)))?;
     let bytes = ctx.objects.get(&log.log_path).await.map_err(|e| FvError::io(e.to_string()).retriable(true))?;
     let (_, stats) = decode_stats_log(&bytes, &log.log_path)?;
     Ok(stats)

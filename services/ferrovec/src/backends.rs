@@ -39,10 +39,12 @@ pub async fn open(config: &Config) -> FvResult<Backends> {
         .await
         .map_err(|e| FvError::internal(format!("broker open task failed: {e}")))?
         .map_err(|e| FvError::io(format!("cannot open the log: {e}")))?;
-    let meta = EmbeddedMetaKv::open(&dir.join("meta")).map_err(|e| FvError::io(format!("cannot open the meta store: {e}")))?;
+    let meta =
+        EmbeddedMetaKv::open(&dir.join("meta")).map_err(|e| FvError::io(format!("cannot open the meta store: {e}")))?;
     let meta: MetaKvRef = Arc::new(ChrootMetaKv::new(meta, format!("{}/", config.meta.root.trim_end_matches('/'))));
     let broker: LogBrokerRef = broker;
-    let objects: ObjectStoreRef = LocalObjectStore::open(&dir.join("objects")).map_err(|e| FvError::io(format!("cannot open object storage: {e}")))?;
+    let objects: ObjectStoreRef = LocalObjectStore::open(&dir.join("objects"))
+        .map_err(|e| FvError::io(format!("cannot open object storage: {e}")))?;
     tracing::info!(data_dir = %dir.display(), broker = broker.kind(), meta = meta.kind(), objects = objects.kind(), "backends opened");
     Ok(Backends { broker, meta, objects })
 }

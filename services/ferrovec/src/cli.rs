@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
 use crate::Standalone;
 use crate::roles::parse_roles;
+use clap::{Parser, Subcommand};
 use fv_config::Config;
 
 #[derive(Parser, Debug)]
@@ -74,7 +74,11 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("ferrovec-worker").build().expect("the tokio runtime starts")
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("ferrovec-worker")
+            .build()
+            .expect("the tokio runtime starts")
     });
     let code = system.block_on(async move {
         let running = match Standalone::start_roles(config, &roles, true).await {

@@ -12,14 +12,23 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 async fn bind(host: &str, port: u16, what: &str) -> FvResult<TcpListener> {
-    TcpListener::bind((host, port)).await.map_err(|e| FvError::unavailable(format!("cannot listen for {what} on {host}:{port}: {e}")))
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| FvError::unavailable(format!("cannot listen for {what} on {host}:{port}: {e}")))
 }
 
 /// Serves the Milvus API on `host:port`; returns the bound address.
-pub async fn serve_grpc(api: MilvusApi, host: &str, port: u16, max_message: usize, shutdown: Shutdown) -> FvResult<SocketAddr> {
+pub async fn serve_grpc(
+    api: MilvusApi,
+    host: &str,
+    port: u16,
+    max_message: usize,
+    shutdown: Shutdown,
+) -> FvResult<SocketAddr> {
     let listener = bind(host, port, "the Milvus API").await?;
     let addr = listener.local_addr().map_err(|e| FvError::internal(format!("bound socket has no address: {e}")))?;
-    let svc = MilvusServiceServer::new(api).max_decoding_message_size(max_message).max_encoding_message_size(usize::MAX);
+    let svc =
+        MilvusServiceServer::new(api).max_decoding_message_size(max_message).max_encoding_message_size(usize::MAX);
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(svc)

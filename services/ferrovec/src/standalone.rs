@@ -40,7 +40,8 @@ impl Standalone {
     pub async fn start_roles(config: Config, roles_to_start: &[Role], serve: bool) -> FvResult<Standalone> {
         let config = Arc::new(config);
         let backends = backends::open(&config).await?;
-        let node_id = if config.node_id > 0 { config.node_id } else { session::allocate_node_id(&backends.meta).await? };
+        let node_id =
+            if config.node_id > 0 { config.node_id } else { session::allocate_node_id(&backends.meta).await? };
         let shutdown = Shutdown::new();
         let ctx = RoleContext {
             config: config.clone(),
@@ -63,8 +64,14 @@ impl Standalone {
         let proxy = roles::start(&ctx, roles_to_start).await?;
         let grpc_addr = match (&proxy, serve) {
             (Some(p), true) => Some(
-                server::serve_grpc(MilvusApi::new(p.clone()), &config.proxy.host, config.proxy.port, config.proxy.max_request_bytes, shutdown.clone())
-                    .await?,
+                server::serve_grpc(
+                    MilvusApi::new(p.clone()),
+                    &config.proxy.host,
+                    config.proxy.port,
+                    config.proxy.max_request_bytes,
+                    shutdown.clone(),
+                )
+                .await?,
             ),
             _ => None,
         };

@@ -47,7 +47,12 @@ fn same_params(a: &[KeyValuePair], b: &[KeyValuePair]) -> bool {
 
 impl Core {
     async fn alloc_id(&self) -> FvResult<i64> {
-        Ok(self.ctx.rpc.call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count: 1 }, CALL_DEADLINE).await?.id_begin)
+        Ok(self
+            .ctx
+            .rpc
+            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count: 1 }, CALL_DEADLINE)
+            .await?
+            .id_begin)
     }
 
     async fn flushed_segments(&self, collection: CollectionId) -> FvResult<Vec<SegmentInfo>> {
@@ -68,14 +73,20 @@ impl Core {
         if !SUPPORTED_VECTOR_INDEXES.contains(&index_type.as_str()) {
             return Err(FvError::new(
                 Code::IndexNotSupported,
-                format!("index type not supported[type={index_type}]: this build supports {}", SUPPORTED_VECTOR_INDEXES.join(", ")),
+                format!(
+                    "index type not supported[type={index_type}]: this build supports {}",
+                    SUPPORTED_VECTOR_INDEXES.join(", ")
+                ),
             ));
         }
         {
             let st = self.state.read();
             for i in st.indexes.values().filter(|i| i.collection_id == req.collection_id && !i.deleted) {
                 if i.index_name == req.index_name || i.field_id == req.field_id {
-                    if i.index_name == req.index_name && i.field_id == req.field_id && same_params(&i.index_params, &req.index_params) {
+                    if i.index_name == req.index_name
+                        && i.field_id == req.field_id
+                        && same_params(&i.index_params, &req.index_params)
+                    {
                         return Ok(());
                     }
                     return Err(FvError::invalid_parameter(
@@ -85,7 +96,12 @@ impl Core {
             }
         }
         let index_id = self.alloc_id().await?;
-        let ts = self.ctx.rpc.call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, CALL_DEADLINE).await?.timestamp;
+        let ts = self
+            .ctx
+            .rpc
+            .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, CALL_DEADLINE)
+            .await?
+            .timestamp;
         let info = IndexInfo {
             collection_id: req.collection_id,
             field_id: req.field_id,
@@ -105,15 +121,27 @@ impl Core {
 
     /// Creates build tasks for flushed segments that have none.
     async fn create_missing_tasks(&self, collection: CollectionId) -> FvResult<()> {
-        let indexes: Vec<IndexInfo> =
-            self.state.read().indexes.values().filter(|i| i.collection_id == collection && !i.deleted).cloned().collect();
+        let indexes: Vec<IndexInfo> = self
+            .state
+            .read()
+            .indexes
+            .values()
+            .filter(|i| i.collection_id == collection && !i.deleted)
+            .cloned()
+            .collect();
         if indexes.is_empty() {
             return Ok(());
         }
         let segments = self.flushed_segments(collection).await?;
         for index in indexes {
-            let have: HashSet<SegmentId> =
-                self.state.read().tasks.values().filter(|t| t.index_id == index.index_id && !t.deleted).map(|t| t.segment_id).collect();
+            let have: HashSet<SegmentId> = self
+                .state
+                .read()
+                .tasks
+                .values()
+                .filter(|t| t.index_id == index.index_id && !t.deleted)
+                .map(|t| t.segment_id)
+                .collect();
             for s in segments.iter().filter(|s| !have.contains(&s.id)) {
                 let task = SegmentIndexTask {
                     build_id: self.alloc_id().await?,
@@ -141,7 +169,9 @@ impl Core {
             let hits: Vec<i64> = st
                 .indexes
                 .values()
-                .filter(|i| i.collection_id == req.collection_id && !i.deleted && (name.is_empty() || i.index_name == name))
+                .filter(|i| {
+                    i.collection_id == req.collection_id && !i.deleted && (name.is_empty() || i.index_name == name)
+                })
                 .map(|i| i.index_id)
                 .collect();
             for id in hits {
@@ -155,7 +185,12 @@ impl Core {
     }
 
     pub async fn drop_collection_indexes(&self, req: DropCollectionIndexesRequest) -> FvResult<()> {
-        self.drop_index(DropIndexRequest { collection_id: req.collection_id, index_name: String::new(), partition_ids: vec![] }).await
+        self.drop_index(DropIndexRequest {
+            collection_id: req.collection_id,
+            index_name: String::new(),
+            partition_ids: vec![],
+        })
+        .await
     }
 
     pub async fn report(&self, req: ReportBuildResultRequest) -> FvResult<()> {
@@ -173,7 +208,8 @@ impl Core {
             } else {
                 t.retries += 1;
                 t.fail_reason = req.fail_reason;
-                t.state = if t.retries >= MAX_RETRIES { IndexState::Failed as i32 } else { IndexState::Unissued as i32 };
+                t.state =
+                    if t.retries >= MAX_RETRIES { IndexState::Failed as i32 } else { IndexState::Unissued as i32 };
                 tracing::warn!(build = t.build_id, reason = %t.fail_reason, retries = t.retries, "index build failed");
             }
             put_task(t)
@@ -191,7 +227,8 @@ impl Core {
             self.create_missing_tasks(*c).await?;
             live_segments.insert(*c, self.flushed_segments(*c).await?.iter().map(|s| s.id).collect());
         }
-        let nodes: Vec<NodeId> = session::list(&self.ctx.meta, Role::IndexNode).await?.iter().map(|s| s.node_id).collect();
+        let nodes: Vec<NodeId> =
+            session::list(&self.ctx.meta, Role::IndexNode).await?.iter().map(|s| s.node_id).collect();
         let live: HashSet<NodeId> = nodes.iter().copied().collect();
         let mut ops = Vec::new();
         let mut to_issue = Vec::new();
@@ -229,7 +266,16 @@ impl Core {
     async fn issue(&self, build_id: i64, nodes: &[NodeId]) -> FvResult<bool> {
         let mut best: Option<(NodeId, i64)> = None;
         for n in nodes {
-            if let Ok(s) = self.ctx.rpc.call_with_timeout::<indexnode::GetJobStats>(Target::Node(*n), &GetJobStatsRequest {}, Duration::from_secs(2)).await {
+            if let Ok(s) = self
+                .ctx
+                .rpc
+                .call_with_timeout::<indexnode::GetJobStats>(
+                    Target::Node(*n),
+                    &GetJobStatsRequest {},
+                    Duration::from_secs(2),
+                )
+                .await
+            {
                 let free = s.slots - s.running;
                 if free > 0 && best.is_none_or(|(_, f)| free > f) {
                     best = Some((*n, free));
@@ -246,7 +292,11 @@ impl Core {
         let segment = self
             .ctx
             .rpc
-            .call_retry::<datacoord::GetSegmentInfo>(Target::Coord, &GetSegmentInfoRequest { segment_ids: vec![task.segment_id], ..Default::default() }, CALL_DEADLINE)
+            .call_retry::<datacoord::GetSegmentInfo>(
+                Target::Coord,
+                &GetSegmentInfoRequest { segment_ids: vec![task.segment_id], ..Default::default() },
+                CALL_DEADLINE,
+            )
             .await?
             .segments
             .into_iter()
@@ -259,7 +309,12 @@ impl Core {
         commit(&self.ctx.meta, vec![put_task(&t)]).await?;
         self.state.write().tasks.insert(build_id, t.clone());
         let req = BuildIndexRequest { task: Some(t), index: Some(index), segment: Some(segment), dim: 0 };
-        if let Err(e) = self.ctx.rpc.call_with_timeout::<indexnode::BuildIndex>(Target::Node(node), &req, Duration::from_secs(10)).await {
+        if let Err(e) = self
+            .ctx
+            .rpc
+            .call_with_timeout::<indexnode::BuildIndex>(Target::Node(node), &req, Duration::from_secs(10))
+            .await
+        {
             tracing::warn!(error = %e, build_id, node, "build not accepted; will be re-issued");
             let op = {
                 let mut st = self.state.write();
@@ -278,7 +333,10 @@ impl Core {
     async fn collect_dropped(&self) -> FvResult<()> {
         let (tasks, indexes): (Vec<SegmentIndexTask>, Vec<IndexInfo>) = {
             let st = self.state.read();
-            (st.tasks.values().filter(|t| t.deleted).cloned().collect(), st.indexes.values().filter(|i| i.deleted).cloned().collect())
+            (
+                st.tasks.values().filter(|t| t.deleted).cloned().collect(),
+                st.indexes.values().filter(|i| i.deleted).cloned().collect(),
+            )
         };
         for t in &tasks {
             let prefix = fv_storage_prefix(t);
@@ -306,9 +364,11 @@ impl Core {
             .values()
             .filter(|i| i.collection_id == collection && !i.deleted && (name.is_empty() || i.index_name == name))
             .map(|i| {
-                let tasks: Vec<&SegmentIndexTask> = st.tasks.values().filter(|t| t.index_id == i.index_id && !t.deleted).collect();
+                let tasks: Vec<&SegmentIndexTask> =
+                    st.tasks.values().filter(|t| t.index_id == i.index_id && !t.deleted).collect();
                 let total: i64 = tasks.iter().map(|t| t.num_rows).sum();
-                let indexed: i64 = tasks.iter().filter(|t| t.state == IndexState::Finished as i32).map(|t| t.num_rows).sum();
+                let indexed: i64 =
+                    tasks.iter().filter(|t| t.state == IndexState::Finished as i32).map(|t| t.num_rows).sum();
                 let failed = tasks.iter().find(|t| t.state == IndexState::Failed as i32);
                 let state = if failed.is_some() {
                     IndexState::Failed

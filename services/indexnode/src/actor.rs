@@ -32,7 +32,9 @@ impl Core {
 
     pub async fn accept(&self, req: BuildIndexRequest) -> FvResult<()> {
         if self.running.load(Ordering::Acquire) >= self.slots() {
-            return Err(FvError::new(Code::ServiceRequestLimitExceeded, "index node has no free build slot").retriable(true));
+            return Err(
+                FvError::new(Code::ServiceRequestLimitExceeded, "index node has no free build slot").retriable(true)
+            );
         }
         let task = req.task.clone().ok_or_else(|| FvError::invalid_parameter("build without task"))?;
         self.running.fetch_add(1, Ordering::AcqRel);
@@ -61,7 +63,11 @@ impl Core {
                 }
             };
             running.fetch_sub(1, Ordering::AcqRel);
-            if let Err(e) = ctx.rpc.call_retry::<indexcoord::ReportBuildResult>(Target::Coord, &report, Duration::from_secs(30)).await {
+            if let Err(e) = ctx
+                .rpc
+                .call_retry::<indexcoord::ReportBuildResult>(Target::Coord, &report, Duration::from_secs(30))
+                .await
+            {
                 tracing::warn!(error = %e, build = task.build_id, "build result not reported; indexcoord will re-issue");
             }
         });
@@ -72,7 +78,8 @@ impl Core {
 /// Reads and checks the segment's vector data, then builds the index. Returns the
 /// index files written (none for FLAT).
 async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Vec<String>> {
-    let segment: &SegmentInfo = req.segment.as_ref().ok_or_else(|| FvError::invalid_parameter("build without segment"))?;
+    let segment: &SegmentInfo =
+        req.segment.as_ref().ok_or_else(|| FvError::invalid_parameter("build without segment"))?;
     let index = req.index.as_ref().ok_or_else(|| FvError::invalid_parameter("build without index"))?;
     let desc = ctx
         .rpc
@@ -82,9 +89,12 @@ async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Vec<Strin
             Duration::from_secs(10),
         )
         .await?;
-    let info: CollectionInfo = desc.collection.ok_or_else(|| FvError::collection_id_not_found(segment.collection_id))?;
-    let schema = Schema::from_proto(info.schema.as_ref().ok_or_else(|| FvError::internal("collection without schema"))?)?;
-    let field = schema.field_by_id(index.field_id).ok_or_else(|| FvError::field_not_found(&index.field_id.to_string()))?;
+    let info: CollectionInfo =
+        desc.collection.ok_or_else(|| FvError::collection_id_not_found(segment.collection_id))?;
+    let schema =
+        Schema::from_proto(info.schema.as_ref().ok_or_else(|| FvError::internal("collection without schema"))?)?;
+    let field =
+        schema.field_by_id(index.field_id).ok_or_else(|| FvError::field_not_found(&index.field_id.to_string()))?;
     let binlogs = segment
         .binlogs
         .iter()
@@ -97,7 +107,10 @@ async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Vec<Strin
         rows += col.len();
     }
     if rows as i64 != segment.num_rows {
-        return Err(FvError::io(format!("segment {} holds {rows} vectors but its meta says {}", segment.id, segment.num_rows)));
+        return Err(FvError::io(format!(
+            "segment {} holds {rows} vectors but its meta says {}",
+            segment.id, segment.num_rows
+        )));
     }
     match param(&index.index_params, "index_type").unwrap_or("FLAT").to_ascii_uppercase().as_str() {
         "FLAT" | "AUTOINDEX" => Ok(vec![]),

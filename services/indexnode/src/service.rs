@@ -34,7 +34,11 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
         .serve::<rpc::GetJobStats, _, _>(me, move |_req| {
             let c = c.clone();
             async move {
-                Ok(GetJobStatsResponse { status: Some(Default::default()), running: c.running.load(Ordering::Acquire), slots: c.slots() })
+                Ok(GetJobStatsResponse {
+                    status: Some(Default::default()),
+                    running: c.running.load(Ordering::Acquire),
+                    slots: c.slots(),
+                })
             }
         })
         .await?;

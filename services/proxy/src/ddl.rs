@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use fv_common::schema::Field;
 use fv_common::ts::physical_ms;
-use fv_common::{Code, FvError, FvResult, DYNAMIC_FIELD_NAME};
+use fv_common::{Code, DYNAMIC_FIELD_NAME, FvError, FvResult};
 use fv_index::Metric;
-use fv_proto::api as api;
+use fv_proto::api;
 use fv_proto::common::{IndexState, KeyValuePair, LoadState};
 use fv_proto::fv::datacoord as dc;
 use fv_proto::fv::index as ix;
@@ -49,7 +49,11 @@ pub async fn create_collection(p: &Proxy, req: api::CreateCollectionRequest) -> 
 
 pub async fn drop_collection(p: &Proxy, req: api::DropCollectionRequest) -> FvResult<()> {
     let id = p.cache.get(&req.db_name, &req.collection_name).await.ok().map(|c| c.info.id);
-    rc_call::<rootcoord::DropCollection>(p, &rc::DropCollectionRequest { db_name: db_name(&req.db_name), collection_name: req.collection_name.clone() }).await?;
+    rc_call::<rootcoord::DropCollection>(
+        p,
+        &rc::DropCollectionRequest { db_name: db_name(&req.db_name), collection_name: req.collection_name.clone() },
+    )
+    .await?;
     forget(p, &req.db_name, &req.collection_name, id);
     Ok(())
 }
@@ -63,12 +67,18 @@ pub async fn has_collection(p: &Proxy, db: &str, name: &str) -> FvResult<bool> {
     }
 }
 
-pub async fn describe_collection(p: &Proxy, req: api::DescribeCollectionRequest) -> FvResult<api::DescribeCollectionResponse> {
+pub async fn describe_collection(
+    p: &Proxy,
+    req: api::DescribeCollectionRequest,
+) -> FvResult<api::DescribeCollectionResponse> {
     let info = if req.collection_name.is_empty() && req.collection_id != 0 {
-        rc_call::<rootcoord::DescribeCollection>(p, &rc::DescribeCollectionRequest { collection_id: req.collection_id, ..Default::default() })
-            .await?
-            .collection
-            .ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
+        rc_call::<rootcoord::DescribeCollection>(
+            p,
+            &rc::DescribeCollectionRequest { collection_id: req.collection_id, ..Default::default() },
+        )
+        .await?
+        .collection
+        .ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
     } else {
         p.cache.invalidate(&req.db_name, &req.collection_name);
         p.cache.get(&req.db_name, &req.collection_name).await?.info.clone()
@@ -99,12 +109,17 @@ pub async fn describe_collection(p: &Proxy, req: api::DescribeCollectionRequest)
 }
 
 pub async fn show_collections(p: &Proxy, req: api::ShowCollectionsRequest) -> FvResult<api::ShowCollectionsResponse> {
-    let r = rc_call::<rootcoord::ShowCollections>(p, &rc::ShowCollectionsRequest { db_name: db_name(&req.db_name) }).await?;
+    let r = rc_call::<rootcoord::ShowCollections>(p, &rc::ShowCollectionsRequest { db_name: db_name(&req.db_name) })
+        .await?;
     let mut out = api::ShowCollectionsResponse { status: Some(Default::default()), ..Default::default() };
     let in_memory = req.r#type == api::ShowType::InMemory as i32;
     for c in r.collections {
         if in_memory {
-            let st = rc_call::<querycoord::GetLoadState>(p, &qc::GetLoadStateRequest { collection_id: c.id, partition_ids: vec![] }).await?;
+            let st = rc_call::<querycoord::GetLoadState>(
+                p,
+                &qc::GetLoadStateRequest { collection_id: c.id, partition_ids: vec![] },
+            )
+            .await?;
             if st.state != LoadState::Loaded as i32 {
                 continue;
             }
@@ -122,7 +137,12 @@ pub async fn rename_collection(p: &Proxy, req: api::RenameCollectionRequest) -> 
     let id = p.cache.get(&req.db_name, &req.old_name).await.ok().map(|c| c.info.id);
     rc_call::<rootcoord::RenameCollection>(
         p,
-        &rc::RenameCollectionRequest { db_name: db_name(&req.db_name), old_name: req.old_name.clone(), new_name: req.new_name.clone(), new_db_name: req.new_db_name.clone() },
+        &rc::RenameCollectionRequest {
+            db_name: db_name(&req.db_name),
+            old_name: req.old_name.clone(),
+            new_name: req.new_name.clone(),
+            new_db_name: req.new_db_name.clone(),
+        },
     )
     .await?;
     forget(p, &req.db_name, &req.old_name, id);
@@ -134,7 +154,11 @@ pub async fn create_partition(p: &Proxy, db: &str, collection: &str, partition: 
     let id = p.cache.get(db, collection).await?.info.id;
     rc_call::<rootcoord::CreatePartition>(
         p,
-        &rc::CreatePartitionRequest { db_name: db_name(db), collection_name: collection.to_string(), partition_name: partition.to_string() },
+        &rc::CreatePartitionRequest {
+            db_name: db_name(db),
+            collection_name: collection.to_string(),
+            partition_name: partition.to_string(),
+        },
     )
     .await?;
     forget(p, db, collection, Some(id));
@@ -145,7 +169,11 @@ pub async fn drop_partition(p: &Proxy, db: &str, collection: &str, partition: &s
     let id = p.cache.get(db, collection).await?.info.id;
     rc_call::<rootcoord::DropPartition>(
         p,
-        &rc::DropPartitionRequest { db_name: db_name(db), collection_name: collection.to_string(), partition_name: partition.to_string() },
+        &rc::DropPartitionRequest {
+            db_name: db_name(db),
+            collection_name: collection.to_string(),
+            partition_name: partition.to_string(),
+        },
     )
     .await?;
     forget(p, db, collection, Some(id));
@@ -161,7 +189,12 @@ pub async fn has_partition(p: &Proxy, db: &str, collection: &str, partition: &st
 pub async fn show_partitions(p: &Proxy, req: api::ShowPartitionsRequest) -> FvResult<api::ShowPartitionsResponse> {
     p.cache.invalidate(&req.db_name, &req.collection_name);
     let c = p.cache.get(&req.db_name, &req.collection_name).await?;
-    let parts: Vec<_> = c.info.partitions.iter().filter(|x| req.partition_names.is_empty() || req.partition_names.contains(&x.name)).collect();
+    let parts: Vec<_> = c
+        .info
+        .partitions
+        .iter()
+        .filter(|x| req.partition_names.is_empty() || req.partition_names.contains(&x.name))
+        .collect();
     Ok(api::ShowPartitionsResponse {
         status: Some(Default::default()),
         partition_names: parts.iter().map(|x| x.name.clone()).collect(),
@@ -174,8 +207,18 @@ pub async fn show_partitions(p: &Proxy, req: api::ShowPartitionsRequest) -> FvRe
 
 /// The vector index of a collection, if any.
 async fn vector_index(p: &Proxy, c: &Collection) -> FvResult<Option<ix::IndexStatus>> {
-    match p.ctx.rpc.call::<indexcoord::DescribeIndex>(Target::Coord, &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() }).await {
-        Ok(r) => Ok(r.indexes.into_iter().find(|i| i.info.as_ref().is_some_and(|x| x.field_id == c.schema.vector().id))),
+    match p
+        .ctx
+        .rpc
+        .call::<indexcoord::DescribeIndex>(
+            Target::Coord,
+            &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() },
+        )
+        .await
+    {
+        Ok(r) => {
+            Ok(r.indexes.into_iter().find(|i| i.info.as_ref().is_some_and(|x| x.field_id == c.schema.vector().id)))
+        }
         Err(e) if e.code == Code::IndexNotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -189,7 +232,11 @@ pub async fn load_collection(p: &Proxy, db: &str, collection: &str, replicas: i3
             c.schema.vector().name
         )));
     }
-    rc_call::<querycoord::LoadCollection>(p, &qc::LoadCollectionRequest { collection_id: c.info.id, replica_number: replicas.max(1) }).await?;
+    rc_call::<querycoord::LoadCollection>(
+        p,
+        &qc::LoadCollectionRequest { collection_id: c.info.id, replica_number: replicas.max(1) },
+    )
+    .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -214,7 +261,11 @@ pub async fn load_partitions(p: &Proxy, db: &str, collection: &str, names: &[Str
         )));
     }
     let ids = partition_ids(&c, names)?;
-    rc_call::<querycoord::LoadPartitions>(p, &qc::LoadPartitionsRequest { collection_id: c.info.id, partition_ids: ids, replica_number: replicas.max(1) }).await?;
+    rc_call::<querycoord::LoadPartitions>(
+        p,
+        &qc::LoadPartitionsRequest { collection_id: c.info.id, partition_ids: ids, replica_number: replicas.max(1) },
+    )
+    .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -222,15 +273,25 @@ pub async fn load_partitions(p: &Proxy, db: &str, collection: &str, names: &[Str
 pub async fn release_partitions(p: &Proxy, db: &str, collection: &str, names: &[String]) -> FvResult<()> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, names)?;
-    rc_call::<querycoord::ReleasePartitions>(p, &qc::ReleasePartitionsRequest { collection_id: c.info.id, partition_ids: ids }).await?;
+    rc_call::<querycoord::ReleasePartitions>(
+        p,
+        &qc::ReleasePartitionsRequest { collection_id: c.info.id, partition_ids: ids },
+    )
+    .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
 
-pub async fn load_state(p: &Proxy, db: &str, collection: &str, partitions: &[String]) -> FvResult<qc::GetLoadStateResponse> {
+pub async fn load_state(
+    p: &Proxy,
+    db: &str,
+    collection: &str,
+    partitions: &[String],
+) -> FvResult<qc::GetLoadStateResponse> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, partitions)?;
-    rc_call::<querycoord::GetLoadState>(p, &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: ids }).await
+    rc_call::<querycoord::GetLoadState>(p, &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: ids })
+        .await
 }
 
 /// Index parameters in one canonical list: index_type, metric_type, and `params` (a
@@ -249,14 +310,27 @@ pub fn normalize_index_params(extra: &[KeyValuePair], field: &Field) -> FvResult
             map.insert(kv.key.clone(), serde_json::Value::String(kv.value.clone()));
         }
     }
-    let text = |v: Option<serde_json::Value>| v.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-    let index_type = text(map.remove("index_type")).filter(|s| !s.is_empty()).unwrap_or_else(|| "AUTOINDEX".to_string()).to_ascii_uppercase();
-    let metric = text(map.remove("metric_type")).filter(|s| !s.is_empty()).unwrap_or_else(|| "COSINE".to_string()).to_ascii_uppercase();
+    let text =
+        |v: Option<serde_json::Value>| v.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let index_type = text(map.remove("index_type"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "AUTOINDEX".to_string())
+        .to_ascii_uppercase();
+    let metric = text(map.remove("metric_type"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "COSINE".to_string())
+        .to_ascii_uppercase();
     if !field.is_vector() {
-        return Err(FvError::new(Code::IndexNotSupported, format!("index on scalar field {} is not supported yet", field.name)));
+        return Err(FvError::new(
+            Code::IndexNotSupported,
+            format!("index on scalar field {} is not supported yet", field.name),
+        ));
     }
     if Metric::parse(&metric).is_none() {
-        return Err(FvError::new(Code::MetricNotFound, format!("metric type {metric} is not supported for float vectors, use L2, IP or COSINE")));
+        return Err(FvError::new(
+            Code::MetricNotFound,
+            format!("metric type {metric} is not supported for float vectors, use L2, IP or COSINE"),
+        ));
     }
     let params = serde_json::Value::Object(map.into_iter().collect()).to_string();
     Ok(vec![
@@ -268,10 +342,20 @@ pub fn normalize_index_params(extra: &[KeyValuePair], field: &Field) -> FvResult
 
 pub async fn create_index(p: &Proxy, req: api::CreateIndexRequest) -> FvResult<()> {
     let c = p.cache.get(&req.db_name, &req.collection_name).await?;
-    let field = c.schema.field(&req.field_name).filter(|f| !f.is_dynamic).ok_or_else(|| FvError::field_not_found(&req.field_name))?;
+    let field = c
+        .schema
+        .field(&req.field_name)
+        .filter(|f| !f.is_dynamic)
+        .ok_or_else(|| FvError::field_not_found(&req.field_name))?;
     let params = normalize_index_params(&req.extra_params, field)?;
     let index_name = if req.index_name.is_empty() { field.name.clone() } else { req.index_name.clone() };
-    let type_params = c.info.schema.as_ref().and_then(|s| s.fields.iter().find(|f| f.field_id == field.id)).map(|f| f.type_params.clone()).unwrap_or_default();
+    let type_params = c
+        .info
+        .schema
+        .as_ref()
+        .and_then(|s| s.fields.iter().find(|f| f.field_id == field.id))
+        .map(|f| f.type_params.clone())
+        .unwrap_or_default();
     rc_call::<indexcoord::CreateIndex>(
         p,
         &ix::CreateIndexRequest {
@@ -288,12 +372,21 @@ pub async fn create_index(p: &Proxy, req: api::CreateIndexRequest) -> FvResult<(
     Ok(())
 }
 
-pub async fn describe_index(p: &Proxy, db: &str, collection: &str, field_name: &str, index_name: &str) -> FvResult<Vec<api::IndexDescription>> {
+pub async fn describe_index(
+    p: &Proxy,
+    db: &str,
+    collection: &str,
+    field_name: &str,
+    index_name: &str,
+) -> FvResult<Vec<api::IndexDescription>> {
     let c = p.cache.get(db, collection).await?;
     let r = p
         .ctx
         .rpc
-        .call::<indexcoord::DescribeIndex>(Target::Coord, &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: index_name.to_string() })
+        .call::<indexcoord::DescribeIndex>(
+            Target::Coord,
+            &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: index_name.to_string() },
+        )
         .await?;
     let out: Vec<api::IndexDescription> = r
         .indexes
@@ -316,14 +409,20 @@ pub async fn describe_index(p: &Proxy, db: &str, collection: &str, field_name: &
         })
         .collect();
     if out.is_empty() {
-        return Err(FvError::index_not_found(format!("collection={collection}][field={field_name}][index={index_name}")));
+        return Err(FvError::index_not_found(format!(
+            "collection={collection}][field={field_name}][index={index_name}"
+        )));
     }
     Ok(out)
 }
 
 pub async fn drop_index(p: &Proxy, db: &str, collection: &str, field_name: &str, index_name: &str) -> FvResult<()> {
     let c = p.cache.get(db, collection).await?;
-    let st = rc_call::<querycoord::GetLoadState>(p, &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: vec![] }).await?;
+    let st = rc_call::<querycoord::GetLoadState>(
+        p,
+        &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: vec![] },
+    )
+    .await?;
     if st.state == LoadState::Loaded as i32 || st.state == LoadState::Loading as i32 {
         return Err(FvError::invalid_parameter(format!(
             "index cannot be dropped, collection is loaded, please release it first: collection={collection}"
@@ -338,18 +437,29 @@ pub async fn drop_index(p: &Proxy, db: &str, collection: &str, field_name: &str,
     } else {
         index_name.to_string()
     };
-    rc_call::<indexcoord::DropIndex>(p, &ix::DropIndexRequest { collection_id: c.info.id, index_name: name, partition_ids: vec![] }).await?;
+    rc_call::<indexcoord::DropIndex>(
+        p,
+        &ix::DropIndexRequest { collection_id: c.info.id, index_name: name, partition_ids: vec![] },
+    )
+    .await?;
     Ok(())
 }
 
-pub async fn index_state(p: &Proxy, db: &str, collection: &str, field_name: &str, index_name: &str) -> FvResult<(i32, String, i64, i64)> {
+pub async fn index_state(
+    p: &Proxy,
+    db: &str,
+    collection: &str,
+    field_name: &str,
+    index_name: &str,
+) -> FvResult<(i32, String, i64, i64)> {
     let d = describe_index(p, db, collection, field_name, index_name).await?;
     let first = d.first().ok_or_else(|| FvError::index_not_found(index_name))?;
     Ok((first.state, first.index_state_fail_reason.clone(), first.indexed_rows, first.total_rows))
 }
 
 pub async fn flush(p: &Proxy, req: api::FlushRequest) -> FvResult<api::FlushResponse> {
-    let mut out = api::FlushResponse { status: Some(Default::default()), db_name: db_name(&req.db_name), ..Default::default() };
+    let mut out =
+        api::FlushResponse { status: Some(Default::default()), db_name: db_name(&req.db_name), ..Default::default() };
     for name in &req.collection_names {
         let c = p.cache.get(&req.db_name, name).await?;
         let r = rc_call::<datacoord::Flush>(p, &dc::FlushRequest { collection_id: c.info.id }).await?;
@@ -362,14 +472,23 @@ pub async fn flush(p: &Proxy, req: api::FlushRequest) -> FvResult<api::FlushResp
 }
 
 pub async fn flush_state(p: &Proxy, req: api::GetFlushStateRequest) -> FvResult<bool> {
-    let r = rc_call::<datacoord::GetFlushState>(p, &dc::GetFlushStateRequest { segment_ids: req.segment_i_ds, flush_ts: req.flush_ts, collection_id: 0 }).await?;
+    let r = rc_call::<datacoord::GetFlushState>(
+        p,
+        &dc::GetFlushStateRequest { segment_ids: req.segment_i_ds, flush_ts: req.flush_ts, collection_id: 0 },
+    )
+    .await?;
     Ok(r.flushed)
 }
 
 pub async fn row_count(p: &Proxy, db: &str, collection: &str, partitions: &[String]) -> FvResult<i64> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, partitions)?;
-    Ok(rc_call::<datacoord::GetCollectionStatistics>(p, &dc::GetCollectionStatisticsRequest { collection_id: c.info.id, partition_ids: ids }).await?.row_count)
+    Ok(rc_call::<datacoord::GetCollectionStatistics>(
+        p,
+        &dc::GetCollectionStatisticsRequest { collection_id: c.info.id, partition_ids: ids },
+    )
+    .await?
+    .row_count)
 }
 
 pub fn index_state_name(s: i32) -> &'static str {

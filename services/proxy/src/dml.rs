@@ -39,7 +39,13 @@ fn check_size(p: &Proxy, bytes: usize) -> FvResult<()> {
 
 /// Validates and normalises client columns; returns one column per schema field (in
 /// schema order) and the primary keys.
-async fn prepare_rows(p: &Proxy, coll: &Collection, data: &[FieldData], num_rows: u32, pk_source: PkSource) -> FvResult<(Vec<Column>, PkColumn)> {
+async fn prepare_rows(
+    p: &Proxy,
+    coll: &Collection,
+    data: &[FieldData],
+    num_rows: u32,
+    pk_source: PkSource,
+) -> FvResult<(Vec<Column>, PkColumn)> {
     let schema = &coll.schema;
     let n = num_rows as usize;
     if n == 0 {
@@ -49,19 +55,31 @@ async fn prepare_rows(p: &Proxy, coll: &Collection, data: &[FieldData], num_rows
     for fd in data {
         let field = if fd.is_dynamic || fd.field_name == DYNAMIC_FIELD_NAME {
             schema.dynamic().ok_or_else(|| {
-                FvError::invalid_parameter(format!("Attempt to insert an unexpected field `{}` to collection without enabling dynamic field", fd.field_name))
+                FvError::invalid_parameter(format!(
+                    "Attempt to insert an unexpected field `{}` to collection without enabling dynamic field",
+                    fd.field_name
+                ))
             })?
         } else {
             schema.field(&fd.field_name).ok_or_else(|| {
                 if schema.dynamic().is_some() {
-                    FvError::invalid_parameter(format!("field {} not exist; dynamic keys must travel inside {DYNAMIC_FIELD_NAME}", fd.field_name))
+                    FvError::invalid_parameter(format!(
+                        "field {} not exist; dynamic keys must travel inside {DYNAMIC_FIELD_NAME}",
+                        fd.field_name
+                    ))
                 } else {
-                    FvError::invalid_parameter(format!("Attempt to insert an unexpected field `{}` to collection without enabling dynamic field", fd.field_name))
+                    FvError::invalid_parameter(format!(
+                        "Attempt to insert an unexpected field `{}` to collection without enabling dynamic field",
+                        fd.field_name
+                    ))
                 }
             })?
         };
         if by_field.insert(field.id, fd).is_some() {
-            return Err(FvError::invalid_parameter(format!("duplicated field name {} in the inserted data", fd.field_name)));
+            return Err(FvError::invalid_parameter(format!(
+                "duplicated field name {} in the inserted data",
+                fd.field_name
+            )));
         }
     }
     let pk_field = schema.pk();
@@ -70,7 +88,10 @@ async fn prepare_rows(p: &Proxy, coll: &Collection, data: &[FieldData], num_rows
     for f in &schema.fields {
         let col = if f.is_primary && f.auto_id && pk_source == PkSource::Insert {
             if by_field.contains_key(&f.id) {
-                return Err(FvError::invalid_parameter(format!("can not assign primary field data when auto id enabled: {}", f.name)));
+                return Err(FvError::invalid_parameter(format!(
+                    "can not assign primary field data when auto id enabled: {}",
+                    f.name
+                )));
             }
             let first = p.alloc_ids(num_rows).await?;
             let ids: Vec<i64> = (first..first + n as i64).collect();
@@ -88,10 +109,16 @@ async fn prepare_rows(p: &Proxy, coll: &Collection, data: &[FieldData], num_rows
             match by_field.get(&f.id) {
                 Some(fd) => Column::from_client_field_data(Some(fd), f, n)?,
                 None if f.is_primary => {
-                    return Err(FvError::invalid_parameter(format!("the primary key field {} is missing from the data", f.name)));
+                    return Err(FvError::invalid_parameter(format!(
+                        "the primary key field {} is missing from the data",
+                        f.name
+                    )));
                 }
                 None if f.is_vector() => {
-                    return Err(FvError::invalid_parameter(format!("Insert missed an field `{}` to collection", f.name)));
+                    return Err(FvError::invalid_parameter(format!(
+                        "Insert missed an field `{}` to collection",
+                        f.name
+                    )));
                 }
                 None => Column::from_client_field_data(None, f, n)?,
             }
@@ -107,14 +134,16 @@ async fn prepare_rows(p: &Proxy, coll: &Collection, data: &[FieldData], num_rows
     }
     if let Some(d) = schema.dynamic() {
         let static_names: Vec<&str> = schema.user_fields().map(|f| f.name.as_str()).collect();
-        if let Some(c) = columns.iter().find(|c| c.field_id == d.id) {
-            if let ColumnData::Json(rows) = &c.data {
-                for row in rows {
-                    if let Some(obj) = row.as_object() {
-                        if let Some(k) = obj.keys().find(|k| static_names.contains(&k.as_str())) {
-                            return Err(FvError::invalid_parameter(format!("dynamic field name cannot include the static field name: {k}")));
-                        }
-                    }
+        if let Some(c) = columns.iter().find(|c| c.field_id == d.id)
+            && let ColumnData::Json(rows) = &c.data
+        {
+            for row in rows {
+                if let Some(obj) = row.as_object()
+                    && let Some(k) = obj.keys().find(|k| static_names.contains(&k.as_str()))
+                {
+                    return Err(FvError::invalid_parameter(format!(
+                        "dynamic field name cannot include the static field name: {k}"
+                    )));
                 }
             }
         }
@@ -139,7 +168,15 @@ fn take_keys(pks: &PkColumn, rows: &[usize]) -> PkColumn {
 }
 
 /// Publishes rows (and, for upserts, deletes of their keys) shard by shard.
-async fn publish(p: &Proxy, coll: &Arc<Collection>, partition: i64, columns: Vec<Column>, pks: &PkColumn, delete_first: bool, row_bytes: u64) -> FvResult<Timestamp> {
+async fn publish(
+    p: &Proxy,
+    coll: &Arc<Collection>,
+    partition: i64,
+    columns: Vec<Column>,
+    pks: &PkColumn,
+    delete_first: bool,
+    row_bytes: u64,
+) -> FvResult<Timestamp> {
     let shards = coll.info.vchannels.len().max(1);
     let routes = route(pks, shards);
     let calls = routes.into_iter().map(|(shard, rows)| {
@@ -153,7 +190,11 @@ async fn publish(p: &Proxy, coll: &Arc<Collection>, partition: i64, columns: Vec
             num_rows: rows.len(),
             row_bytes,
         };
-        let deletes = delete_first.then(|| DeleteBatch { collection_id: coll.info.id, partition_id: ALL_PARTITIONS, keys: take_keys(pks, &rows) });
+        let deletes = delete_first.then(|| DeleteBatch {
+            collection_id: coll.info.id,
+            partition_id: ALL_PARTITIONS,
+            keys: take_keys(pks, &rows),
+        });
         async move { p.producers.produce(&pchannel, Produce { vchannel, deletes, inserts: Some(inserts) }).await }
     });
     let ts = futures::future::try_join_all(calls).await?;
@@ -169,7 +210,8 @@ pub async fn insert(p: &Proxy, req: InsertRequest) -> FvResult<MutationResult> {
     let coll = p.cache.get(&req.db_name, &req.collection_name).await?;
     let partition = coll.partition_id(&req.partition_name)?;
     let (columns, pks) = prepare_rows(p, &coll, &req.fields_data, req.num_rows, PkSource::Insert).await?;
-    let ts = publish(p, &coll, partition, columns, &pks, false, row_bytes(req.encoded_len(), req.num_rows, &coll)).await?;
+    let ts =
+        publish(p, &coll, partition, columns, &pks, false, row_bytes(req.encoded_len(), req.num_rows, &coll)).await?;
     let n = pks.len();
     Ok(MutationResult {
         status: Some(Default::default()),
@@ -201,7 +243,8 @@ pub async fn upsert(p: &Proxy, req: UpsertRequest) -> FvResult<MutationResult> {
     } else {
         (columns, pks)
     };
-    let ts = publish(p, &coll, partition, columns, &pks, true, row_bytes(req.encoded_len(), req.num_rows, &coll)).await?;
+    let ts =
+        publish(p, &coll, partition, columns, &pks, true, row_bytes(req.encoded_len(), req.num_rows, &coll)).await?;
     let n = req.num_rows as usize;
     Ok(MutationResult {
         status: Some(Default::default()),
@@ -215,7 +258,8 @@ pub async fn upsert(p: &Proxy, req: UpsertRequest) -> FvResult<MutationResult> {
 
 pub async fn delete(p: &Proxy, req: DeleteRequest) -> FvResult<MutationResult> {
     let coll = p.cache.get(&req.db_name, &req.collection_name).await?;
-    let partition = if req.partition_name.is_empty() { ALL_PARTITIONS } else { coll.partition_id(&req.partition_name)? };
+    let partition =
+        if req.partition_name.is_empty() { ALL_PARTITIONS } else { coll.partition_id(&req.partition_name)? };
     if req.expr.trim().is_empty() {
         return Err(FvError::invalid_parameter("delete plan can't be empty or always true : "));
     }
@@ -225,20 +269,35 @@ pub async fn delete(p: &Proxy, req: DeleteRequest) -> FvResult<MutationResult> {
         Some(k) => k,
         None => {
             let partitions = if partition == ALL_PARTITIONS { vec![] } else { vec![partition] };
-            crate::read::matching_keys(p, &coll, &req.expr, &req.expr_template_values, partitions, req.consistency_level).await?
+            crate::read::matching_keys(
+                p,
+                &coll,
+                &req.expr,
+                &req.expr_template_values,
+                partitions,
+                req.consistency_level,
+            )
+            .await?
         }
     };
     if keys.is_empty() {
         return Ok(MutationResult { status: Some(Default::default()), delete_cnt: 0, ..Default::default() });
     }
-    let pks = PkColumn::from_keys(&keys).ok_or_else(|| FvError::new(Code::ParameterInvalid, "primary keys of mixed types"))?;
+    let pks = PkColumn::from_keys(&keys)
+        .ok_or_else(|| FvError::new(Code::ParameterInvalid, "primary keys of mixed types"))?;
     let shards = coll.info.vchannels.len().max(1);
     let calls = route(&pks, shards).into_iter().map(|(shard, rows)| {
         let vchannel = coll.info.vchannels[shard].clone();
         let pchannel = coll.info.pchannels[shard].clone();
-        let deletes = DeleteBatch { collection_id: coll.info.id, partition_id: partition, keys: take_keys(&pks, &rows) };
+        let deletes =
+            DeleteBatch { collection_id: coll.info.id, partition_id: partition, keys: take_keys(&pks, &rows) };
         async move { p.producers.produce(&pchannel, Produce { vchannel, deletes: Some(deletes), inserts: None }).await }
     });
     let ts = futures::future::try_join_all(calls).await?.into_iter().max().unwrap_or(0);
-    Ok(MutationResult { status: Some(Default::default()), delete_cnt: keys.len() as i64, timestamp: ts, ..Default::default() })
+    Ok(MutationResult {
+        status: Some(Default::default()),
+        delete_cnt: keys.len() as i64,
+        timestamp: ts,
+        ..Default::default()
+    })
 }

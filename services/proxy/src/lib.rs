@@ -43,14 +43,24 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn alloc_ts(&self) -> FvResult<Timestamp> {
-        Ok(self.ctx.rpc.call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE).await?.timestamp)
+        Ok(self
+            .ctx
+            .rpc
+            .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE)
+            .await?
+            .timestamp)
     }
 
     pub async fn alloc_ids(&self, count: u32) -> FvResult<i64> {
         if count == 0 {
             return Err(FvError::invalid_parameter("cannot allocate zero ids"));
         }
-        Ok(self.ctx.rpc.call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, COORD_DEADLINE).await?.id_begin)
+        Ok(self
+            .ctx
+            .rpc
+            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, COORD_DEADLINE)
+            .await?
+            .id_begin)
     }
 }
 

@@ -28,7 +28,12 @@ impl Collection {
 
     pub fn partition_id(&self, name: &str) -> FvResult<PartitionId> {
         let name = if name.is_empty() { fv_common::DEFAULT_PARTITION_NAME } else { name };
-        self.info.partitions.iter().find(|p| p.name == name).map(|p| p.id).ok_or_else(|| FvError::partition_not_found(name))
+        self.info
+            .partitions
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.id)
+            .ok_or_else(|| FvError::partition_not_found(name))
     }
 }
 
@@ -51,10 +56,14 @@ impl MetaCache {
         if let Some(c) = self.entries.read().get(&(db.clone(), name.to_string())) {
             return Ok(c.clone());
         }
-        let req = DescribeCollectionRequest { db_name: db.clone(), collection_name: name.to_string(), collection_id: 0 };
-        let resp = self.rpc.call_retry::<rootcoord::DescribeCollection>(Target::Coord, &req, crate::COORD_DEADLINE).await?;
+        let req =
+            DescribeCollectionRequest { db_name: db.clone(), collection_name: name.to_string(), collection_id: 0 };
+        let resp =
+            self.rpc.call_retry::<rootcoord::DescribeCollection>(Target::Coord, &req, crate::COORD_DEADLINE).await?;
         let info = resp.collection.ok_or_else(|| FvError::collection_not_found(&db, name))?;
-        let schema = Arc::new(Schema::from_proto(info.schema.as_ref().ok_or_else(|| FvError::internal("collection without schema"))?)?);
+        let schema = Arc::new(Schema::from_proto(
+            info.schema.as_ref().ok_or_else(|| FvError::internal("collection without schema"))?,
+        )?);
         let c = Arc::new(Collection { info, schema });
         self.entries.write().insert((db, name.to_string()), c.clone());
         Ok(c)

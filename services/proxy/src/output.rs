@@ -71,19 +71,15 @@ pub fn resolve(schema: &Schema, requested: &[String], with_pk: bool) -> FvResult
             },
         }
     }
-    if plan.count && ids.len() > 0 {
+    if plan.count && !ids.is_empty() {
         return Err(FvError::invalid_parameter("count entities with pagination or other output fields is not allowed"));
     }
     if with_pk && !plan.count {
         ids.insert(schema.pk().id);
     }
     plan.field_ids = schema.fields.iter().map(|f| f.id).filter(|id| ids.contains(id)).collect();
-    plan.names = schema
-        .fields
-        .iter()
-        .filter(|f| ids.contains(&f.id) && !f.is_dynamic)
-        .map(|f| f.name.clone())
-        .collect();
+    plan.names =
+        schema.fields.iter().filter(|f| ids.contains(&f.id) && !f.is_dynamic).map(|f| f.name.clone()).collect();
     if all_dynamic && schema.dynamic().is_some() {
         plan.names.push(DYNAMIC_FIELD_NAME.to_string());
     } else {
@@ -97,14 +93,16 @@ pub fn resolve(schema: &Schema, requested: &[String], with_pk: bool) -> FvResult
 pub fn filter_dynamic(fields: &mut [FieldData], plan: &OutputPlan) {
     let Some(keys) = &plan.dynamic_keys else { return };
     for fd in fields.iter_mut().filter(|f| f.is_dynamic) {
-        if let Some(Field::Scalars(s)) = fd.field.as_mut() {
-            if let Some(Data::JsonData(arr)) = s.data.as_mut() {
-                for doc in arr.data.iter_mut() {
-                    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(doc) else { continue };
-                    let kept: serde_json::Map<String, serde_json::Value> =
-                        map.into_iter().filter(|(k, _)| keys.iter().any(|w| w == k)).collect();
-                    *doc = serde_json::to_vec(&serde_json::Value::Object(kept)).unwrap_or_else(|_| b"{}".to_vec());
-                }
+        if let Some(Field::Scalars(s)) = fd.field.as_mut()
+            && let Some(Data::JsonData(arr)) = s.data.as_mut()
+        {
+            for doc in arr.data.iter_mut() {
+                let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(doc) else {
+                    continue;
+                };
+                let kept: serde_json::Map<String, serde_json::Value> =
+                    map.into_iter().filter(|(k, _)| keys.iter().any(|w| w == k)).collect();
+                *doc = serde_json::to_vec(&serde_json::Value::Object(kept)).unwrap_or_else(|_| b"{}".to_vec());
             }
         }
     }
@@ -118,7 +116,13 @@ mod tests {
 
     fn schema(dynamic: bool) -> Schema {
         let mut fields = vec![
-            FieldSchema { field_id: 100, name: "id".into(), is_primary_key: true, data_type: DataType::Int64 as i32, ..Default::default() },
+            FieldSchema {
+                field_id: 100,
+                name: "id".into(),
+                is_primary_key: true,
+                data_type: DataType::Int64 as i32,
+                ..Default::default()
+            },
             FieldSchema {
                 field_id: 101,
                 name: "v".into(),
@@ -129,9 +133,21 @@ mod tests {
             FieldSchema { field_id: 102, name: "t".into(), data_type: DataType::Int32 as i32, ..Default::default() },
         ];
         if dynamic {
-            fields.push(FieldSchema { field_id: 103, name: "$meta".into(), data_type: DataType::Json as i32, is_dynamic: true, ..Default::default() });
+            fields.push(FieldSchema {
+                field_id: 103,
+                name: "$meta".into(),
+                data_type: DataType::Json as i32,
+                is_dynamic: true,
+                ..Default::default()
+            });
         }
-        Schema::from_proto(&CollectionSchema { name: "c".into(), fields, enable_dynamic_field: dynamic, ..Default::default() }).expect("schema")
+        Schema::from_proto(&CollectionSchema {
+            name: "c".into(),
+            fields,
+            enable_dynamic_field: dynamic,
+            ..Default::default()
+        })
+        .expect("schema")
     }
 
     #[test]

@@ -85,13 +85,25 @@ impl Handler<Produce> for ChannelProducer {
     type Result = AtomicResponse<Self, FvResult<Timestamp>>;
 
     fn handle(&mut self, msg: Produce, _: &mut Context<Self>) -> Self::Result {
-        let (pchannel, rpc, broker, max_bytes) = (self.pchannel.clone(), self.rpc.clone(), self.broker.clone(), self.max_bytes);
-        AtomicResponse::new(Box::pin(async move { produce(pchannel, rpc, broker, max_bytes, msg).await }.into_actor(self)))
+        let (pchannel, rpc, broker, max_bytes) =
+            (self.pchannel.clone(), self.rpc.clone(), self.broker.clone(), self.max_bytes);
+        AtomicResponse::new(Box::pin(
+            async move { produce(pchannel, rpc, broker, max_bytes, msg).await }.into_actor(self),
+        ))
     }
 }
 
-async fn produce(pchannel: String, rpc: RpcClient, broker: LogBrokerRef, max_bytes: usize, msg: Produce) -> FvResult<Timestamp> {
-    let ts = rpc.call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE).await?.timestamp;
+async fn produce(
+    pchannel: String,
+    rpc: RpcClient,
+    broker: LogBrokerRef,
+    max_bytes: usize,
+    msg: Produce,
+) -> FvResult<Timestamp> {
+    let ts = rpc
+        .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE)
+        .await?
+        .timestamp;
     let assignments = match &msg.inserts {
         Some(b) if b.num_rows > 0 => {
             let req = AssignSegmentRequest {
@@ -114,7 +126,10 @@ async fn produce(pchannel: String, rpc: RpcClient, broker: LogBrokerRef, max_byt
     let messages = tokio::task::spawn_blocking(move || encode(&vchannel, &subject, ts, msg, &assignments, max_bytes))
         .await
         .map_err(|e| FvError::internal(format!("encoding task failed: {e}")))??;
-    broker.produce(&pchannel, messages).await.map_err(|e| FvError::unavailable(format!("log broker: {e}")).retriable(e.is_retriable()))?;
+    broker
+        .produce(&pchannel, messages)
+        .await
+        .map_err(|e| FvError::unavailable(format!("log broker: {e}")).retriable(e.is_retriable()))?;
     Ok(ts)
 }
 
@@ -127,7 +142,9 @@ fn encode(
     max_bytes: usize,
 ) -> FvResult<Vec<OutgoingMessage>> {
     let mut out = Vec::new();
-    let wrap = |body: Body| OutgoingMessage::new(subject.to_string(), Bytes::from(DmlMessage { body: Some(body) }.encode_to_vec()));
+    let wrap = |body: Body| {
+        OutgoingMessage::new(subject.to_string(), Bytes::from(DmlMessage { body: Some(body) }.encode_to_vec()))
+    };
     if let Some(d) = msg.deletes {
         // Keys are small; split only very large deletes.
         let n = d.keys.len();
@@ -168,7 +185,10 @@ fn encode(
                     .columns
                     .iter()
                     .map(|c| {
-                        let f = b.schema.field_by_id(c.field_id).ok_or_else(|| FvError::internal("column of unknown field"))?;
+                        let f = b
+                            .schema
+                            .field_by_id(c.field_id)
+                            .ok_or_else(|| FvError::internal("column of unknown field"))?;
                         Ok(c.take(&idx).to_field_data(f))
                     })
                     .collect::<FvResult<Vec<_>>>()?;

@@ -61,17 +61,27 @@ async fn leaders(p: &Proxy, coll: &Collection) -> FvResult<Arc<Leaders>> {
     let resp = p
         .ctx
         .rpc
-        .call_retry::<querycoord::GetShardLeaders>(Target::Coord, &GetShardLeadersRequest { collection_id: coll.info.id }, COORD_DEADLINE)
+        .call_retry::<querycoord::GetShardLeaders>(
+            Target::Coord,
+            &GetShardLeadersRequest { collection_id: coll.info.id },
+            COORD_DEADLINE,
+        )
         .await
         .map_err(|e| match e.code {
             Code::CollectionNotLoaded => FvError::collection_not_loaded(coll.name()),
-            Code::CollectionNotFullyLoaded => FvError::new(Code::CollectionNotFullyLoaded, format!("collection not fully loaded[collection={}]", coll.name())),
+            Code::CollectionNotFullyLoaded => FvError::new(
+                Code::CollectionNotFullyLoaded,
+                format!("collection not fully loaded[collection={}]", coll.name()),
+            ),
             _ => e,
         })?;
     let metric = match p
         .ctx
         .rpc
-        .call::<indexcoord::DescribeIndex>(Target::Coord, &DescribeIndexRequest { collection_id: coll.info.id, index_name: String::new() })
+        .call::<indexcoord::DescribeIndex>(
+            Target::Coord,
+            &DescribeIndexRequest { collection_id: coll.info.id, index_name: String::new() },
+        )
         .await
     {
         Ok(d) => d
@@ -89,13 +99,23 @@ async fn leaders(p: &Proxy, coll: &Collection) -> FvResult<Arc<Leaders>> {
 }
 
 /// The timestamp a read must observe, from the consistency level.
-pub async fn guarantee_ts(p: &Proxy, coll: &Collection, level: i32, use_default: bool, given: Timestamp) -> FvResult<Timestamp> {
+pub async fn guarantee_ts(
+    p: &Proxy,
+    coll: &Collection,
+    level: i32,
+    use_default: bool,
+    given: Timestamp,
+) -> FvResult<Timestamp> {
     let level = if use_default { coll.info.consistency_level } else { level };
     Ok(match ConsistencyLevel::try_from(level).unwrap_or(ConsistencyLevel::Bounded) {
         ConsistencyLevel::Strong => fv_common::ts::GUARANTEE_STRONG,
         ConsistencyLevel::Bounded => wall_clock_ts_minus(p.ctx.config.proxy.bounded_staleness_ms),
         ConsistencyLevel::Session | ConsistencyLevel::Customized => {
-            if given > GUARANTEE_BOUNDED { given } else { 0 }
+            if given > GUARANTEE_BOUNDED {
+                given
+            } else {
+                0
+            }
         }
         ConsistencyLevel::Eventually => 0,
     })
@@ -144,7 +164,9 @@ fn search_spec(coll: &Collection, params: &[KeyValuePair], index_metric: Option<
     let schema = &coll.schema;
     let field = match param(params, "anns_field").filter(|s| !s.is_empty()) {
         Some(name) => schema.field(name).filter(|f| f.is_vector()).ok_or_else(|| {
-            FvError::invalid_parameter(format!("failed to get field schema by name: fieldName({name}) not found or is not a vector field"))
+            FvError::invalid_parameter(format!(
+                "failed to get field schema by name: fieldName({name}) not found or is not a vector field"
+            ))
         })?,
         None => schema.vector(),
     };
@@ -160,7 +182,9 @@ fn search_spec(coll: &Collection, params: &[KeyValuePair], index_metric: Option<
     };
     let offset = int("offset", 0)?;
     if !(1..=MAX_RESULT_WINDOW).contains(&limit) {
-        return Err(FvError::invalid_parameter(format!("topk [{limit}] is invalid, it should be in range [1, {MAX_RESULT_WINDOW}]")));
+        return Err(FvError::invalid_parameter(format!(
+            "topk [{limit}] is invalid, it should be in range [1, {MAX_RESULT_WINDOW}]"
+        )));
     }
     if offset < 0 || offset + limit > MAX_RESULT_WINDOW {
         return Err(FvError::invalid_parameter(format!(
@@ -169,14 +193,17 @@ fn search_spec(coll: &Collection, params: &[KeyValuePair], index_metric: Option<
     }
     let round_decimal = int("round_decimal", -1)? as i32;
     if !(-1..=6).contains(&round_decimal) {
-        return Err(FvError::invalid_parameter(format!("round_decimal {round_decimal} is invalid, should be -1 or an integer in range [0, 6]")));
+        return Err(FvError::invalid_parameter(format!(
+            "round_decimal {round_decimal} is invalid, should be -1 or an integer in range [0, 6]"
+        )));
     }
     if param(params, "group_by_field").is_some_and(|g| !g.is_empty()) {
         return Err(FvError::unimplemented("grouping search"));
     }
     let json: serde_json::Value = match param(params, "params") {
         None | Some("") => serde_json::Value::Object(Default::default()),
-        Some(v) => serde_json::from_str(v).map_err(|e| FvError::invalid_parameter(format!("search params are not valid JSON: {e}")))?,
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| FvError::invalid_parameter(format!("search params are not valid JSON: {e}")))?,
     };
     let requested = param(params, "metric_type")
         .filter(|m| !m.is_empty())
@@ -184,13 +211,18 @@ fn search_spec(coll: &Collection, params: &[KeyValuePair], index_metric: Option<
         .or_else(|| json.get("metric_type").and_then(|m| m.as_str()).filter(|m| !m.is_empty()).map(str::to_string));
     let metric_name = match (requested, index_metric) {
         (Some(r), Some(i)) if !r.eq_ignore_ascii_case(i) => {
-            return Err(FvError::invalid_parameter(format!("metric type not match: invalid parameter[expected={i}][actual={}]", r.to_ascii_uppercase())));
+            return Err(FvError::invalid_parameter(format!(
+                "metric type not match: invalid parameter[expected={i}][actual={}]",
+                r.to_ascii_uppercase()
+            )));
         }
         (Some(r), _) => r,
         (None, Some(i)) => i.to_string(),
         (None, None) => "COSINE".to_string(),
     };
-    let metric = Metric::parse(&metric_name).ok_or_else(|| FvError::new(Code::MetricNotFound, format!("metric type {metric_name} is not supported for float vectors")))?;
+    let metric = Metric::parse(&metric_name).ok_or_else(|| {
+        FvError::new(Code::MetricNotFound, format!("metric type {metric_name} is not supported for float vectors"))
+    })?;
     Ok(SearchSpec { field_id: field.id, metric, limit, offset, round_decimal, params_json: json.to_string() })
 }
 
@@ -202,18 +234,28 @@ fn query_vectors(req: &SearchRequest, dim: usize) -> FvResult<(usize, Vec<u8>)> 
         Some(SearchInput::Ids(_)) => return Err(FvError::unimplemented("search by primary keys")),
         None => return Err(FvError::invalid_parameter("search request carries no query vectors")),
     };
-    let group = PlaceholderGroup::decode(bytes.as_slice()).map_err(|e| FvError::invalid_parameter(format!("invalid placeholder group: {e}")))?;
-    let ph = group.placeholders.first().ok_or_else(|| FvError::invalid_parameter("search request carries no query vectors"))?;
+    let group = PlaceholderGroup::decode(bytes.as_slice())
+        .map_err(|e| FvError::invalid_parameter(format!("invalid placeholder group: {e}")))?;
+    let ph = group
+        .placeholders
+        .first()
+        .ok_or_else(|| FvError::invalid_parameter("search request carries no query vectors"))?;
     if ph.r#type != PlaceholderType::FloatVector as i32 {
         let t = PlaceholderType::try_from(ph.r#type).map(|t| t.as_str_name()).unwrap_or("unknown");
-        return Err(FvError::invalid_parameter(format!("placeholder type {t} does not match the field data type FloatVector")));
+        return Err(FvError::invalid_parameter(format!(
+            "placeholder type {t} does not match the field data type FloatVector"
+        )));
     }
     let nq = ph.values.len();
     if nq == 0 {
-        return Err(FvError::invalid_parameter("nq [0] is invalid, nq (number of search vector per search request) should be in range [1, 16384]"));
+        return Err(FvError::invalid_parameter(
+            "nq [0] is invalid, nq (number of search vector per search request) should be in range [1, 16384]",
+        ));
     }
     if nq as i64 > MAX_RESULT_WINDOW {
-        return Err(FvError::invalid_parameter(format!("nq [{nq}] is invalid, nq (number of search vector per search request) should be in range [1, 16384]")));
+        return Err(FvError::invalid_parameter(format!(
+            "nq [{nq}] is invalid, nq (number of search vector per search request) should be in range [1, 16384]"
+        )));
     }
     let mut out = Vec::with_capacity(nq * dim * 4);
     for v in &ph.values {
@@ -260,7 +302,8 @@ pub async fn search(p: &Proxy, req: SearchRequest) -> FvResult<SearchResults> {
         return Err(FvError::invalid_parameter("count(*) is not an output field of search"));
     }
     let partitions = resolve_partitions(&coll, &req.partition_names, &leaders)?;
-    let guarantee = guarantee_ts(p, &coll, req.consistency_level, req.use_default_consistency, req.guarantee_timestamp).await?;
+    let guarantee =
+        guarantee_ts(p, &coll, req.consistency_level, req.use_default_consistency, req.guarantee_timestamp).await?;
     let base = qn::SearchRequest {
         collection_id: coll.info.id,
         partition_ids: partitions,
@@ -281,18 +324,33 @@ pub async fn search(p: &Proxy, req: SearchRequest) -> FvResult<SearchResults> {
     let parts = fan_out(p, &coll, &leaders, |leader| {
         let mut r = base.clone();
         r.vchannel = leader.vchannel.clone();
-        async move { p.ctx.rpc.call_with_timeout::<querynode::Search>(Target::Node(leader.node_id), &r, std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000)).await }
+        async move {
+            p.ctx
+                .rpc
+                .call_with_timeout::<querynode::Search>(
+                    Target::Node(leader.node_id),
+                    &r,
+                    std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000),
+                )
+                .await
+        }
     })
     .await?;
     let session_ts = parts.iter().map(|r| r.mvcc_ts).max().unwrap_or(0);
     let results: Vec<_> = parts.into_iter().filter_map(|r| r.result).collect();
-    let mut merged = merge_search(&results, &schema, nq, spec.offset as usize, spec.limit as usize, spec.metric.higher_is_better())?;
+    let mut merged =
+        merge_search(&results, &schema, nq, spec.offset as usize, spec.limit as usize, spec.metric.higher_is_better())?;
     round_scores(&mut merged.scores, spec.round_decimal);
     output::filter_dynamic(&mut merged.fields_data, &out);
     merged.top_k = spec.limit;
     merged.output_fields = out.names.clone();
     merged.primary_field_name = schema.pk().name.clone();
-    Ok(SearchResults { status: Some(Default::default()), results: Some(merged), collection_name: coll.name().to_string(), session_ts, ..Default::default() })
+    Ok(SearchResults {
+        status: Some(Default::default()),
+        results: Some(merged),
+        collection_name: coll.name().to_string(),
+        session_ts,
+    })
 }
 
 /// Internal query: rows or a count from every shard, merged.
@@ -325,7 +383,16 @@ async fn run_query(p: &Proxy, coll: &Collection, leaders: &Leaders, spec: &Query
     let parts = fan_out(p, coll, leaders, |leader| {
         let mut r = base.clone();
         r.vchannel = leader.vchannel.clone();
-        async move { p.ctx.rpc.call_with_timeout::<querynode::Query>(Target::Node(leader.node_id), &r, std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000)).await }
+        async move {
+            p.ctx
+                .rpc
+                .call_with_timeout::<querynode::Query>(
+                    Target::Node(leader.node_id),
+                    &r,
+                    std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000),
+                )
+                .await
+        }
     })
     .await?;
     if spec.out.count {
@@ -363,18 +430,22 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
     let int = |k: &str| -> FvResult<Option<i64>> {
         match param(&req.query_params, k) {
             None | Some("") => Ok(None),
-            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| FvError::invalid_parameter(format!("{k} [{v}] is invalid"))),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| FvError::invalid_parameter(format!("{k} [{v}] is invalid"))),
         }
     };
     let limit = int("limit")?;
     let offset = int("offset")?.unwrap_or(0);
-    if let Some(l) = limit {
-        if l <= 0 || offset < 0 || l + offset > MAX_RESULT_WINDOW {
-            return Err(FvError::invalid_parameter(format!(
-                "invalid max query result window, (offset+limit) should be in range [1, {MAX_RESULT_WINDOW}], but got {}",
-                l + offset
-            )));
-        }
+    if let Some(l) = limit
+        && (l <= 0 || offset < 0 || l + offset > MAX_RESULT_WINDOW)
+    {
+        return Err(FvError::invalid_parameter(format!(
+            "invalid max query result window, (offset+limit) should be in range [1, {MAX_RESULT_WINDOW}], but got {}",
+            l + offset
+        )));
     }
     if req.expr.trim().is_empty() && limit.is_none() && !out.count {
         return Err(FvError::invalid_parameter("empty expression should be used with limit"));
@@ -387,7 +458,8 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
             .map_err(|e| FvError::invalid_parameter(format!("cannot parse expression: {}, error: {e}", req.expr)))?;
     }
     let partitions = resolve_partitions(&coll, &req.partition_names, &leaders)?;
-    let guarantee = guarantee_ts(p, &coll, req.consistency_level, req.use_default_consistency, req.guarantee_timestamp).await?;
+    let guarantee =
+        guarantee_ts(p, &coll, req.consistency_level, req.use_default_consistency, req.guarantee_timestamp).await?;
     let spec = QuerySpec {
         filter: req.expr.clone(),
         params: req.expr_template_values.clone(),
@@ -428,7 +500,16 @@ pub async fn matching_keys(
     let leaders = leaders(p, coll).await?;
     let guarantee = guarantee_ts(p, coll, consistency, false, 0).await?;
     let out = OutputPlan { field_ids: vec![coll.schema.pk().id], ..Default::default() };
-    let spec = QuerySpec { filter: expr.to_string(), params: params.clone(), partitions, out, shard_limit: -1, offset: 0, limit: None, guarantee };
+    let spec = QuerySpec {
+        filter: expr.to_string(),
+        params: params.clone(),
+        partitions,
+        out,
+        shard_limit: -1,
+        offset: 0,
+        limit: None,
+        guarantee,
+    };
     let (rows, _) = run_query(p, coll, &leaders, &spec).await?;
     let pk_id = coll.schema.pk().id;
     let Some(col) = rows.columns.iter().find(|c| c.field_id == pk_id) else { return Ok(vec![]) };

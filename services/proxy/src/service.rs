@@ -108,7 +108,11 @@ fn status<T>(r: &FvResult<T>) -> Status {
 type Reply<T> = Result<Response<T>, tonic::Status>;
 
 /// Runs a request in its span and logs failures.
-async fn traced<T>(method: &'static str, collection: &str, fut: impl std::future::Future<Output = FvResult<T>>) -> FvResult<T> {
+async fn traced<T>(
+    method: &'static str,
+    collection: &str,
+    fut: impl std::future::Future<Output = FvResult<T>>,
+) -> FvResult<T> {
     let span = tracing::info_span!("milvus", method, collection = %collection);
     let r = fut.instrument(span.clone()).await;
     if let Err(e) = &r {
@@ -151,37 +155,79 @@ impl MilvusService for MilvusApi {
 
     async fn has_collection(&self, req: Request<HasCollectionRequest>) -> Reply<BoolResponse> {
         let r = req.into_inner();
-        with_status!(BoolResponse, traced("HasCollection", &r.collection_name, ddl::has_collection(&self.proxy, &r.db_name, &r.collection_name)).await, |v| BoolResponse { value: v, ..Default::default() })
+        with_status!(
+            BoolResponse,
+            traced(
+                "HasCollection",
+                &r.collection_name,
+                ddl::has_collection(&self.proxy, &r.db_name, &r.collection_name)
+            )
+            .await,
+            |v| BoolResponse { value: v, ..Default::default() }
+        )
     }
 
     async fn load_collection(&self, req: Request<LoadCollectionRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("LoadCollection", &r.collection_name, ddl::load_collection(&self.proxy, &r.db_name, &r.collection_name, r.replica_number)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "LoadCollection",
+                &r.collection_name,
+                ddl::load_collection(&self.proxy, &r.db_name, &r.collection_name, r.replica_number),
+            )
+            .await,
+        )))
     }
 
     async fn release_collection(&self, req: Request<ReleaseCollectionRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("ReleaseCollection", &r.collection_name, ddl::release_collection(&self.proxy, &r.db_name, &r.collection_name)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "ReleaseCollection",
+                &r.collection_name,
+                ddl::release_collection(&self.proxy, &r.db_name, &r.collection_name),
+            )
+            .await,
+        )))
     }
 
     async fn describe_collection(&self, req: Request<DescribeCollectionRequest>) -> Reply<DescribeCollectionResponse> {
         let r = req.into_inner();
         let name = r.collection_name.clone();
-        with_status!(DescribeCollectionResponse, traced("DescribeCollection", &name, ddl::describe_collection(&self.proxy, r)).await, |v| v)
+        with_status!(
+            DescribeCollectionResponse,
+            traced("DescribeCollection", &name, ddl::describe_collection(&self.proxy, r)).await,
+            |v| v
+        )
     }
 
-    async fn get_collection_statistics(&self, req: Request<GetCollectionStatisticsRequest>) -> Reply<GetCollectionStatisticsResponse> {
+    async fn get_collection_statistics(
+        &self,
+        req: Request<GetCollectionStatisticsRequest>,
+    ) -> Reply<GetCollectionStatisticsResponse> {
         let r = req.into_inner();
         with_status!(
             GetCollectionStatisticsResponse,
-            traced("GetCollectionStatistics", &r.collection_name, ddl::row_count(&self.proxy, &r.db_name, &r.collection_name, &[])).await,
-            |n| GetCollectionStatisticsResponse { stats: vec![fv_proto::common::KeyValuePair { key: "row_count".into(), value: n.to_string() }], ..Default::default() }
+            traced(
+                "GetCollectionStatistics",
+                &r.collection_name,
+                ddl::row_count(&self.proxy, &r.db_name, &r.collection_name, &[])
+            )
+            .await,
+            |n| GetCollectionStatisticsResponse {
+                stats: vec![fv_proto::common::KeyValuePair { key: "row_count".into(), value: n.to_string() }],
+                ..Default::default()
+            }
         )
     }
 
     async fn show_collections(&self, req: Request<ShowCollectionsRequest>) -> Reply<ShowCollectionsResponse> {
         let r = req.into_inner();
-        with_status!(ShowCollectionsResponse, traced("ShowCollections", "", ddl::show_collections(&self.proxy, r)).await, |v| v)
+        with_status!(
+            ShowCollectionsResponse,
+            traced("ShowCollections", "", ddl::show_collections(&self.proxy, r)).await,
+            |v| v
+        )
     }
 
     async fn alter_collection(&self, _req: Request<AlterCollectionRequest>) -> Reply<Status> {
@@ -196,62 +242,125 @@ impl MilvusService for MilvusApi {
 
     async fn create_partition(&self, req: Request<CreatePartitionRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("CreatePartition", &r.collection_name, ddl::create_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "CreatePartition",
+                &r.collection_name,
+                ddl::create_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name),
+            )
+            .await,
+        )))
     }
 
     async fn drop_partition(&self, req: Request<DropPartitionRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("DropPartition", &r.collection_name, ddl::drop_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "DropPartition",
+                &r.collection_name,
+                ddl::drop_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name),
+            )
+            .await,
+        )))
     }
 
     async fn has_partition(&self, req: Request<HasPartitionRequest>) -> Reply<BoolResponse> {
         let r = req.into_inner();
-        with_status!(BoolResponse, traced("HasPartition", &r.collection_name, ddl::has_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name)).await, |v| BoolResponse { value: v, ..Default::default() })
+        with_status!(
+            BoolResponse,
+            traced(
+                "HasPartition",
+                &r.collection_name,
+                ddl::has_partition(&self.proxy, &r.db_name, &r.collection_name, &r.partition_name)
+            )
+            .await,
+            |v| BoolResponse { value: v, ..Default::default() }
+        )
     }
 
     async fn load_partitions(&self, req: Request<LoadPartitionsRequest>) -> Reply<Status> {
         let r = req.into_inner();
         Ok(Response::new(status(
-            &traced("LoadPartitions", &r.collection_name, ddl::load_partitions(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names, r.replica_number)).await,
+            &traced(
+                "LoadPartitions",
+                &r.collection_name,
+                ddl::load_partitions(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names, r.replica_number),
+            )
+            .await,
         )))
     }
 
     async fn release_partitions(&self, req: Request<ReleasePartitionsRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("ReleasePartitions", &r.collection_name, ddl::release_partitions(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "ReleasePartitions",
+                &r.collection_name,
+                ddl::release_partitions(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names),
+            )
+            .await,
+        )))
     }
 
-    async fn get_partition_statistics(&self, req: Request<GetPartitionStatisticsRequest>) -> Reply<GetPartitionStatisticsResponse> {
+    async fn get_partition_statistics(
+        &self,
+        req: Request<GetPartitionStatisticsRequest>,
+    ) -> Reply<GetPartitionStatisticsResponse> {
         let r = req.into_inner();
         let parts = vec![r.partition_name.clone()];
         with_status!(
             GetPartitionStatisticsResponse,
-            traced("GetPartitionStatistics", &r.collection_name, ddl::row_count(&self.proxy, &r.db_name, &r.collection_name, &parts)).await,
-            |n| GetPartitionStatisticsResponse { stats: vec![fv_proto::common::KeyValuePair { key: "row_count".into(), value: n.to_string() }], ..Default::default() }
+            traced(
+                "GetPartitionStatistics",
+                &r.collection_name,
+                ddl::row_count(&self.proxy, &r.db_name, &r.collection_name, &parts)
+            )
+            .await,
+            |n| GetPartitionStatisticsResponse {
+                stats: vec![fv_proto::common::KeyValuePair { key: "row_count".into(), value: n.to_string() }],
+                ..Default::default()
+            }
         )
     }
 
     async fn show_partitions(&self, req: Request<ShowPartitionsRequest>) -> Reply<ShowPartitionsResponse> {
         let r = req.into_inner();
         let name = r.collection_name.clone();
-        with_status!(ShowPartitionsResponse, traced("ShowPartitions", &name, ddl::show_partitions(&self.proxy, r)).await, |v| v)
+        with_status!(
+            ShowPartitionsResponse,
+            traced("ShowPartitions", &name, ddl::show_partitions(&self.proxy, r)).await,
+            |v| v
+        )
     }
 
     async fn get_loading_progress(&self, req: Request<GetLoadingProgressRequest>) -> Reply<GetLoadingProgressResponse> {
         let r = req.into_inner();
         with_status!(
             GetLoadingProgressResponse,
-            traced("GetLoadingProgress", &r.collection_name, ddl::load_state(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names)).await,
+            traced(
+                "GetLoadingProgress",
+                &r.collection_name,
+                ddl::load_state(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names)
+            )
+            .await,
             |s| GetLoadingProgressResponse { progress: s.progress, refresh_progress: s.progress, ..Default::default() }
         )
     }
 
     async fn get_load_state(&self, req: Request<GetLoadStateRequest>) -> Reply<GetLoadStateResponse> {
         let r = req.into_inner();
-        let res = traced("GetLoadState", &r.collection_name, ddl::load_state(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names)).await;
+        let res = traced(
+            "GetLoadState",
+            &r.collection_name,
+            ddl::load_state(&self.proxy, &r.db_name, &r.collection_name, &r.partition_names),
+        )
+        .await;
         match res {
             // A collection that does not exist has state NotExist (and an error status).
-            Err(e) => Ok(Response::new(GetLoadStateResponse { status: Some(e.to_status()), state: fv_proto::common::LoadState::NotExist as i32 })),
+            Err(e) => Ok(Response::new(GetLoadStateResponse {
+                status: Some(e.to_status()),
+                state: fv_proto::common::LoadState::NotExist as i32,
+            })),
             Ok(s) => Ok(Response::new(GetLoadStateResponse { status: Some(Default::default()), state: s.state })),
         }
     }
@@ -280,7 +389,11 @@ impl MilvusService for MilvusApi {
         } else {
             self.proxy.cache.get(&r.db_name, &r.collection_name).await.map(|_| ())
         };
-        with_status!(ListAliasesResponse, res, |_v| ListAliasesResponse { db_name: crate::meta_cache::db_name(&r.db_name), collection_name: r.collection_name.clone(), ..Default::default() })
+        with_status!(ListAliasesResponse, res, |_v| ListAliasesResponse {
+            db_name: crate::meta_cache::db_name(&r.db_name),
+            collection_name: r.collection_name.clone(),
+            ..Default::default()
+        })
     }
 
     async fn create_index(&self, req: Request<CreateIndexRequest>) -> Reply<Status> {
@@ -293,7 +406,12 @@ impl MilvusService for MilvusApi {
         let r = req.into_inner();
         with_status!(
             DescribeIndexResponse,
-            traced("DescribeIndex", &r.collection_name, ddl::describe_index(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)).await,
+            traced(
+                "DescribeIndex",
+                &r.collection_name,
+                ddl::describe_index(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)
+            )
+            .await,
             |v| DescribeIndexResponse { index_descriptions: v, ..Default::default() }
         )
     }
@@ -302,7 +420,12 @@ impl MilvusService for MilvusApi {
         let r = req.into_inner();
         with_status!(
             GetIndexStatisticsResponse,
-            traced("GetIndexStatistics", &r.collection_name, ddl::describe_index(&self.proxy, &r.db_name, &r.collection_name, "", &r.index_name)).await,
+            traced(
+                "GetIndexStatistics",
+                &r.collection_name,
+                ddl::describe_index(&self.proxy, &r.db_name, &r.collection_name, "", &r.index_name)
+            )
+            .await,
             |v| GetIndexStatisticsResponse { index_descriptions: v, ..Default::default() }
         )
     }
@@ -311,23 +434,43 @@ impl MilvusService for MilvusApi {
         let r = req.into_inner();
         with_status!(
             GetIndexStateResponse,
-            traced("GetIndexState", &r.collection_name, ddl::index_state(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)).await,
+            traced(
+                "GetIndexState",
+                &r.collection_name,
+                ddl::index_state(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)
+            )
+            .await,
             |v| GetIndexStateResponse { state: v.0, fail_reason: v.1, ..Default::default() }
         )
     }
 
-    async fn get_index_build_progress(&self, req: Request<GetIndexBuildProgressRequest>) -> Reply<GetIndexBuildProgressResponse> {
+    async fn get_index_build_progress(
+        &self,
+        req: Request<GetIndexBuildProgressRequest>,
+    ) -> Reply<GetIndexBuildProgressResponse> {
         let r = req.into_inner();
         with_status!(
             GetIndexBuildProgressResponse,
-            traced("GetIndexBuildProgress", &r.collection_name, ddl::index_state(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)).await,
+            traced(
+                "GetIndexBuildProgress",
+                &r.collection_name,
+                ddl::index_state(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)
+            )
+            .await,
             |v| GetIndexBuildProgressResponse { indexed_rows: v.2, total_rows: v.3, ..Default::default() }
         )
     }
 
     async fn drop_index(&self, req: Request<DropIndexRequest>) -> Reply<Status> {
         let r = req.into_inner();
-        Ok(Response::new(status(&traced("DropIndex", &r.collection_name, ddl::drop_index(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name)).await)))
+        Ok(Response::new(status(
+            &traced(
+                "DropIndex",
+                &r.collection_name,
+                ddl::drop_index(&self.proxy, &r.db_name, &r.collection_name, &r.field_name, &r.index_name),
+            )
+            .await,
+        )))
     }
 
     async fn insert(&self, req: Request<InsertRequest>) -> Reply<MutationResult> {
@@ -371,15 +514,24 @@ impl MilvusService for MilvusApi {
 
     async fn get_flush_state(&self, req: Request<GetFlushStateRequest>) -> Reply<GetFlushStateResponse> {
         let r = req.into_inner();
-        with_status!(GetFlushStateResponse, traced("GetFlushState", "", ddl::flush_state(&self.proxy, r)).await, |v| GetFlushStateResponse { flushed: v, ..Default::default() })
+        with_status!(GetFlushStateResponse, traced("GetFlushState", "", ddl::flush_state(&self.proxy, r)).await, |v| {
+            GetFlushStateResponse { flushed: v, ..Default::default() }
+        })
     }
 
     async fn get_version(&self, _req: Request<GetVersionRequest>) -> Reply<GetVersionResponse> {
-        Ok(Response::new(GetVersionResponse { status: Some(Default::default()), version: MILVUS_API_VERSION.to_string() }))
+        Ok(Response::new(GetVersionResponse {
+            status: Some(Default::default()),
+            version: MILVUS_API_VERSION.to_string(),
+        }))
     }
 
     async fn check_health(&self, _req: Request<CheckHealthRequest>) -> Reply<CheckHealthResponse> {
-        Ok(Response::new(CheckHealthResponse { status: Some(Default::default()), is_healthy: true, ..Default::default() }))
+        Ok(Response::new(CheckHealthResponse {
+            status: Some(Default::default()),
+            is_healthy: true,
+            ..Default::default()
+        }))
     }
 
     async fn connect(&self, _req: Request<ConnectRequest>) -> Reply<ConnectResponse> {
@@ -396,7 +548,10 @@ impl MilvusService for MilvusApi {
     }
 
     async fn alloc_timestamp(&self, _req: Request<AllocTimestampRequest>) -> Reply<AllocTimestampResponse> {
-        with_status!(AllocTimestampResponse, self.proxy.alloc_ts().await, |t| AllocTimestampResponse { timestamp: t, ..Default::default() })
+        with_status!(AllocTimestampResponse, self.proxy.alloc_ts().await, |t| AllocTimestampResponse {
+            timestamp: t,
+            ..Default::default()
+        })
     }
 
     async fn create_database(&self, _req: Request<CreateDatabaseRequest>) -> Reply<Status> {
@@ -420,10 +575,17 @@ impl MilvusService for MilvusApi {
         let db = crate::meta_cache::db_name(&r.db_name);
         if db != fv_common::DEFAULT_DB_NAME {
             return Ok(Response::new(DescribeDatabaseResponse {
-                status: Some(FvError::new(fv_common::Code::DatabaseNotFound, format!("database not found[database={db}]")).to_status()),
+                status: Some(
+                    FvError::new(fv_common::Code::DatabaseNotFound, format!("database not found[database={db}]"))
+                        .to_status(),
+                ),
                 ..Default::default()
             }));
         }
-        Ok(Response::new(DescribeDatabaseResponse { status: Some(Default::default()), db_name: db, ..Default::default() }))
+        Ok(Response::new(DescribeDatabaseResponse {
+            status: Some(Default::default()),
+            db_name: db,
+            ..Default::default()
+        }))
     }
 }

@@ -11,8 +11,8 @@ use fv_proto::common::LoadState;
 use fv_proto::fv::datacoord::GetRecoveryInfoRequest;
 use fv_proto::fv::meta::{CollectionInfo, LoadInfo, LoadStatus};
 use fv_proto::fv::querycoord::{
-    GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest, LoadPartitionsRequest, ReleaseCollectionRequest,
-    ReleasePartitionsRequest, ShardLeader,
+    GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest, LoadPartitionsRequest,
+    ReleaseCollectionRequest, ReleasePartitionsRequest, ShardLeader,
 };
 use fv_proto::fv::querynode::{
     GetDataDistributionRequest, GetDataDistributionResponse, LoadSegmentsRequest, ReleaseSegmentsRequest, SyncAction,
@@ -55,7 +55,8 @@ impl Core {
         let kvs = ctx.meta.scan_prefix(LOAD_PREFIX).await.map_err(meta_err)?;
         let mut loads = BTreeMap::new();
         for kv in kvs {
-            let mut info = LoadInfo::decode(kv.value).map_err(|e| FvError::internal(format!("corrupt load info: {e}")))?;
+            let mut info =
+                LoadInfo::decode(kv.value).map_err(|e| FvError::internal(format!("corrupt load info: {e}")))?;
             // Nothing is served after a restart until the nodes report it again.
             info.status = LoadStatus::Loading as i32;
             loads.insert(info.collection_id, Loaded { info, progress: 0, leaders: vec![] });
@@ -118,7 +119,13 @@ impl Core {
     }
 
     pub async fn release_collection(&self, req: ReleaseCollectionRequest) -> FvResult<()> {
-        self.ctx.meta.txn(fv_metastore::Txn { compares: vec![], success: vec![TxnOp::delete(load_key(req.collection_id))], failure: vec![] })
+        self.ctx
+            .meta
+            .txn(fv_metastore::Txn {
+                compares: vec![],
+                success: vec![TxnOp::delete(load_key(req.collection_id))],
+                failure: vec![],
+            })
             .await
             .map_err(meta_err)?;
         self.loads.write().remove(&req.collection_id);
@@ -196,7 +203,8 @@ impl Core {
                 let req = UnsubDmChannelRequest { collection_id: collection, vchannel: c.vchannel.clone() };
                 let _ = self.ctx.rpc.call::<querynode::UnsubDmChannel>(Target::Node(v.node_id), &req).await;
             }
-            let segs: Vec<i64> = v.segments.iter().filter(|s| s.collection_id == collection).map(|s| s.segment_id).collect();
+            let segs: Vec<i64> =
+                v.segments.iter().filter(|s| s.collection_id == collection).map(|s| s.segment_id).collect();
             if !segs.is_empty() {
                 let req = ReleaseSegmentsRequest { collection_id: collection, segment_ids: segs };
                 let _ = self.ctx.rpc.call::<querynode::ReleaseSegments>(Target::Node(v.node_id), &req).await;
@@ -207,7 +215,8 @@ impl Core {
     /// One reconciliation round over every loaded collection.
     pub async fn reconcile(&self, _: ()) -> FvResult<()> {
         let views = self.views().await?;
-        let loaded: Vec<(CollectionId, LoadInfo)> = self.loads.read().iter().map(|(c, l)| (*c, l.info.clone())).collect();
+        let loaded: Vec<(CollectionId, LoadInfo)> =
+            self.loads.read().iter().map(|(c, l)| (*c, l.info.clone())).collect();
         // Work left behind by collections no longer loaded.
         let mut orphans: Vec<CollectionId> = views
             .iter()
@@ -232,7 +241,12 @@ impl Core {
         Ok(())
     }
 
-    async fn reconcile_collection(&self, cid: CollectionId, info: &LoadInfo, views: &[GetDataDistributionResponse]) -> FvResult<()> {
+    async fn reconcile_collection(
+        &self,
+        cid: CollectionId,
+        info: &LoadInfo,
+        views: &[GetDataDistributionResponse],
+    ) -> FvResult<()> {
         let desc = self.describe(cid).await?;
         let partitions: Vec<PartitionId> = if info.whole_collection {
             vec![]
@@ -251,7 +265,12 @@ impl Core {
         let targets: Vec<TargetSegment> = rec
             .segments
             .iter()
-            .map(|s| TargetSegment { id: s.id, vchannel: s.vchannel.clone(), partition: s.partition_id, rows: s.num_rows })
+            .map(|s| TargetSegment {
+                id: s.id,
+                vchannel: s.vchannel.clone(),
+                partition: s.partition_id,
+                rows: s.num_rows,
+            })
             .collect();
         let p = planner::plan(cid, &desc.vchannels, &targets, views);
         let channel_info = |v: &str| rec.channels.iter().find(|c| c.vchannel == v).cloned();
@@ -273,7 +292,9 @@ impl Core {
                         partition_ids: partitions.clone(),
                         whole_collection: info.whole_collection,
                     };
-                    let r = rpc.call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT).await;
+                    let r = rpc
+                        .call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT)
+                        .await;
                     if r.is_ok() {
                         leaders.insert(vchannel.clone(), *node);
                     }
@@ -282,7 +303,8 @@ impl Core {
                 Action::Load { segment, node } => {
                     let Some(seg) = rec.segments.iter().find(|s| s.id == *segment).cloned() else { continue };
                     let req = LoadSegmentsRequest { collection: Some(desc.clone()), segments: vec![seg] };
-                    let r = rpc.call_with_timeout::<querynode::LoadSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await;
+                    let r =
+                        rpc.call_with_timeout::<querynode::LoadSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await;
                     if r.is_err() {
                         failed_loads.push(*segment);
                     }
@@ -304,27 +326,37 @@ impl Core {
                         partition_ids: vec![],
                         checkpoint: channel_info(vchannel).and_then(|c| c.seek_position),
                     };
-                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT).await.map(|_| ())
+                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ())
                 }
                 Action::RemoveSealed { vchannel, delegator, segment } => {
                     let req = SyncDistributionRequest {
                         collection_id: cid,
                         vchannel: vchannel.clone(),
-                        actions: vec![SyncAction { r#type: SyncType::RemoveSealed as i32, segment_id: *segment, ..Default::default() }],
+                        actions: vec![SyncAction {
+                            r#type: SyncType::RemoveSealed as i32,
+                            segment_id: *segment,
+                            ..Default::default()
+                        }],
                         ..Default::default()
                     };
-                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT).await.map(|_| ())
+                    rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ())
                 }
                 Action::Release { segment, node } => {
                     let req = ReleaseSegmentsRequest { collection_id: cid, segment_ids: vec![*segment] };
-                    rpc.call_with_timeout::<querynode::ReleaseSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await.map(|_| ())
+                    rpc.call_with_timeout::<querynode::ReleaseSegments>(Target::Node(*node), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ())
                 }
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, action = ?a, "distribution action failed; retrying next round");
             }
         }
-        let progress = if p.total == 0 { 100 } else { (p.served * 100 / p.total) as i64 };
+        let progress = (p.served * 100).checked_div(p.total).unwrap_or(100) as i64;
         let mut became_loaded = None;
         {
             let mut loads = self.loads.write();
@@ -368,9 +400,14 @@ impl Core {
 
     pub fn shard_leaders(&self, cid: CollectionId) -> FvResult<GetShardLeadersResponse> {
         let loads = self.loads.read();
-        let l = loads.get(&cid).ok_or_else(|| FvError::new(Code::CollectionNotLoaded, format!("collection not loaded[collection={cid}]")))?;
+        let l = loads.get(&cid).ok_or_else(|| {
+            FvError::new(Code::CollectionNotLoaded, format!("collection not loaded[collection={cid}]"))
+        })?;
         if l.info.status != LoadStatus::Loaded as i32 {
-            return Err(FvError::new(Code::CollectionNotFullyLoaded, format!("collection not fully loaded[collection={cid}]")));
+            return Err(FvError::new(
+                Code::CollectionNotFullyLoaded,
+                format!("collection not fully loaded[collection={cid}]"),
+            ));
         }
         Ok(GetShardLeadersResponse {
             status: Some(Default::default()),

@@ -40,7 +40,12 @@ pub struct Plan {
 
 /// Plans one collection. `views` are the live nodes' reports (only this collection's
 /// entries matter).
-pub fn plan(collection: i64, channels: &[String], segments: &[TargetSegment], views: &[GetDataDistributionResponse]) -> Plan {
+pub fn plan(
+    collection: i64,
+    channels: &[String],
+    segments: &[TargetSegment],
+    views: &[GetDataDistributionResponse],
+) -> Plan {
     let mut out = Plan { total: channels.len() + segments.len(), ..Default::default() };
     if views.is_empty() {
         return out;
@@ -79,7 +84,8 @@ pub fn plan(collection: i64, channels: &[String], segments: &[TargetSegment], vi
                 out.served += 1;
             }
             None => {
-                let node = channel_load.iter().min_by_key(|(n, c)| (**c, **n)).map(|(n, _)| *n).expect("views are not empty");
+                let node =
+                    channel_load.iter().min_by_key(|(n, c)| (**c, **n)).map(|(n, _)| *n).expect("views are not empty");
                 *channel_load.get_mut(&node).expect("node present") += 1;
                 out.actions.push(Action::Watch { vchannel: ch.clone(), node });
                 delegators.insert(ch.clone(), node);
@@ -145,9 +151,17 @@ mod tests {
             node_id: node,
             channels: channels
                 .into_iter()
-                .map(|(v, sealed)| ChannelDistribution { collection_id: 1, vchannel: v.into(), sealed_segment_ids: sealed, ..Default::default() })
+                .map(|(v, sealed)| ChannelDistribution {
+                    collection_id: 1,
+                    vchannel: v.into(),
+                    sealed_segment_ids: sealed,
+                    ..Default::default()
+                })
                 .collect(),
-            segments: segs.into_iter().map(|s| SegmentDistribution { collection_id: 1, segment_id: s, num_rows: 10, ..Default::default() }).collect(),
+            segments: segs
+                .into_iter()
+                .map(|s| SegmentDistribution { collection_id: 1, segment_id: s, num_rows: 10, ..Default::default() })
+                .collect(),
         }
     }
 
@@ -180,9 +194,20 @@ mod tests {
     #[test]
     fn restarted_worker_reloads_and_dropped_segments_go() {
         // Node 6 restarted (holds nothing) while the delegator on 5 still points at it.
-        let p = plan(1, &["a".into()], &[seg(10, "a")], &[view(5, vec![("a", vec![10, 11])], vec![11]), view(6, vec![], vec![])]);
+        let p = plan(
+            1,
+            &["a".into()],
+            &[seg(10, "a")],
+            &[view(5, vec![("a", vec![10, 11])], vec![11]), view(6, vec![], vec![])],
+        );
         assert!(p.actions.contains(&Action::Load { segment: 10, node: 6 }));
-        assert!(p.actions.contains(&Action::AddSealed { vchannel: "a".into(), delegator: 5, segment: 10, worker: 6, partition: 7 }));
+        assert!(p.actions.contains(&Action::AddSealed {
+            vchannel: "a".into(),
+            delegator: 5,
+            segment: 10,
+            worker: 6,
+            partition: 7
+        }));
         assert!(p.actions.contains(&Action::RemoveSealed { vchannel: "a".into(), delegator: 5, segment: 11 }));
         assert!(p.actions.contains(&Action::Release { segment: 11, node: 5 }));
     }

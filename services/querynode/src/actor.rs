@@ -19,7 +19,9 @@ use crate::node::NodeState;
 
 fn schema_of(info: Option<&fv_proto::fv::meta::CollectionInfo>) -> FvResult<Arc<Schema>> {
     let info = info.ok_or_else(|| FvError::invalid_parameter("request without collection info"))?;
-    Ok(Arc::new(Schema::from_proto(info.schema.as_ref().ok_or_else(|| FvError::invalid_parameter("collection without schema"))?)?))
+    Ok(Arc::new(Schema::from_proto(
+        info.schema.as_ref().ok_or_else(|| FvError::invalid_parameter("collection without schema"))?,
+    )?))
 }
 
 pub struct Core {
@@ -29,7 +31,8 @@ pub struct Core {
 impl Core {
     pub async fn watch(&self, req: WatchDmChannelRequest) -> FvResult<()> {
         let channel = req.channel.clone().ok_or_else(|| FvError::invalid_parameter("watch without channel"))?;
-        let partitions: Option<HashSet<i64>> = (!req.whole_collection).then(|| req.partition_ids.iter().copied().collect());
+        let partitions: Option<HashSet<i64>> =
+            (!req.whole_collection).then(|| req.partition_ids.iter().copied().collect());
         if let Some(d) = self.node.delegators.read().get(&channel.vchannel) {
             d.set_partitions(partitions);
             return Ok(());
@@ -88,7 +91,11 @@ impl Core {
 /// Applies forwarded deletes to local sealed segments (no actor needed: segments lock
 /// themselves).
 pub fn apply_delete(node: &NodeState, req: ApplyDeleteRequest) -> FvResult<()> {
-    let keys: Vec<PrimaryKey> = req.primary_keys.as_ref().map(|ids| fv_common::pk::PkColumn::from_ids(ids).iter().collect()).unwrap_or_default();
+    let keys: Vec<PrimaryKey> = req
+        .primary_keys
+        .as_ref()
+        .map(|ids| fv_common::pk::PkColumn::from_ids(ids).iter().collect())
+        .unwrap_or_default();
     if keys.len() != req.timestamps.len() {
         return Err(FvError::invalid_parameter("delete keys and timestamps differ in length"));
     }

@@ -16,7 +16,9 @@ use futures::StreamExt;
 use fv_common::channel::{pchannel_of, tick_subject, vchannel_subject};
 use fv_common::pk::PkColumn;
 use fv_common::schema::Schema;
-use fv_common::{ALL_PARTITIONS, CollectionId, FvError, FvResult, NodeId, PartitionId, PrimaryKey, SegmentId, Timestamp};
+use fv_common::{
+    ALL_PARTITIONS, CollectionId, FvError, FvResult, NodeId, PartitionId, PrimaryKey, SegmentId, Timestamp,
+};
 use fv_logbroker::{SeekFrom, SubjectFilter};
 use fv_proto::fv::msg::{DeleteMsg, DmlMessage, InsertMsg, dml_message::Body};
 use fv_proto::fv::querynode::{ApplyDeleteRequest, SyncDistributionRequest, SyncType};
@@ -29,7 +31,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use crate::node::NodeState;
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentPlace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedPlace {
@@ -138,7 +140,12 @@ impl Delegator {
     /// timestamp: the latest timestamp consumed, so a read sees everything the delegator
     /// has (as Milvus does; the guarantee only bounds how stale that may be). Asks
     /// rootcoord for a tick instead of waiting for the next period.
-    pub async fn wait_serviceable(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
+    pub async fn wait_serviceable(
+        &self,
+        node: &NodeState,
+        guarantee: Timestamp,
+        timeout: Duration,
+    ) -> FvResult<Timestamp> {
         let guarantee = if guarantee == fv_common::ts::GUARANTEE_STRONG {
             // Strong: a tick published after this request arrived covers every write
             // acknowledged before it.
@@ -161,7 +168,9 @@ impl Delegator {
             let rpc = node.ctx.rpc.clone();
             let req = SyncTimeTickRequest { pchannels: vec![self.pchannel.clone()], min_ts: guarantee };
             tokio::spawn(async move {
-                if let Err(e) = rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, Duration::from_secs(10)).await {
+                if let Err(e) =
+                    rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, Duration::from_secs(10)).await
+                {
                     tracing::debug!(error = %e, "time tick sync request failed");
                 }
             });
@@ -193,16 +202,17 @@ impl Delegator {
         tracing::info!(vchannel = %self.vchannel, from = last_seq, "delegator started");
         let filter = SubjectFilter::Subjects(vec![vchannel_subject(&self.vchannel), tick_subject(&self.pchannel)]);
         loop {
-            let mut stream = match node.ctx.broker.subscribe(&self.pchannel, filter.clone(), SeekFrom::After(last_seq)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, vchannel = %self.vchannel, "cannot consume; retrying");
-                    tokio::select! {
-                        _ = self.stop.wait() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            let mut stream =
+                match node.ctx.broker.subscribe(&self.pchannel, filter.clone(), SeekFrom::After(last_seq)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, vchannel = %self.vchannel, "cannot consume; retrying");
+                        tokio::select! {
+                            _ = self.stop.wait() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        }
                     }
-                }
-            };
+                };
             loop {
                 let item = tokio::select! {
                     _ = self.stop.wait() => {
@@ -269,11 +279,14 @@ impl Delegator {
             let mut g = self.growing.write();
             g.entry(ins.segment_id)
                 .or_insert_with(|| {
+                    let place = SegmentPlace {
+                        id: ins.segment_id,
+                        collection: self.collection,
+                        partition: ins.partition_id,
+                        vchannel: self.vchannel.clone(),
+                    };
                     Arc::new(Segment::new(
-                        ins.segment_id,
-                        self.collection,
-                        ins.partition_id,
-                        self.vchannel.clone(),
+                        place,
                         self.schema.clone(),
                         SegmentData::empty(&self.schema).expect("schema types are supported"),
                         false,
@@ -289,14 +302,14 @@ impl Delegator {
         self.consumed.fetch_max(ts, Ordering::AcqRel);
         // Deletes that arrived before these (older) rows still apply to them.
         let unsettled = self.unsettled.lock();
-        if !unsettled.is_empty() {
-            if let Some(pk) = rows.column(self.schema.pk().id) {
-                for r in 0..pk.len() {
-                    let Some(k) = pk.pk(r) else { continue };
-                    for (ts, part) in unsettled.get(&k).into_iter().flatten() {
-                        if *ts > rows.timestamps[r] && (*part == ALL_PARTITIONS || *part == ins.partition_id) {
-                            seg.delete(std::slice::from_ref(&k), &[*ts]);
-                        }
+        if !unsettled.is_empty()
+            && let Some(pk) = rows.column(self.schema.pk().id)
+        {
+            for r in 0..pk.len() {
+                let Some(k) = pk.pk(r) else { continue };
+                for (ts, part) in unsettled.get(&k).into_iter().flatten() {
+                    if *ts > rows.timestamps[r] && (*part == ALL_PARTITIONS || *part == ins.partition_id) {
+                        seg.delete(std::slice::from_ref(&k), &[*ts]);
                     }
                 }
             }
@@ -309,7 +322,8 @@ impl Delegator {
         let ts = vec![del.timestamp; keys.len()];
         let mut buffer = self.deletes.lock().await;
         let matches = |p: PartitionId| del.partition_id == ALL_PARTITIONS || del.partition_id == p;
-        let growing: Vec<Arc<Segment>> = self.growing.read().values().filter(|s| matches(s.partition)).cloned().collect();
+        let growing: Vec<Arc<Segment>> =
+            self.growing.read().values().filter(|s| matches(s.partition)).cloned().collect();
         for s in growing {
             s.delete(&keys, &ts);
         }
@@ -326,12 +340,24 @@ impl Delegator {
                 u.entry(k.clone()).or_default().push((del.timestamp, del.partition_id));
             }
         }
-        buffer.extend(keys.into_iter().map(|key| DeleteRecord { key, ts: del.timestamp, partition: del.partition_id, seq }));
+        buffer.extend(keys.into_iter().map(|key| DeleteRecord {
+            key,
+            ts: del.timestamp,
+            partition: del.partition_id,
+            seq,
+        }));
         self.consumed.fetch_max(del.timestamp, Ordering::AcqRel);
     }
 
     /// Applies deletes to sealed segments held by `worker` (this node or another).
-    async fn apply_on_worker(&self, node: &NodeState, worker: NodeId, segments: Vec<SegmentId>, keys: &[PrimaryKey], ts: &[Timestamp]) {
+    async fn apply_on_worker(
+        &self,
+        node: &NodeState,
+        worker: NodeId,
+        segments: Vec<SegmentId>,
+        keys: &[PrimaryKey],
+        ts: &[Timestamp],
+    ) {
         if worker == node.ctx.node_id {
             for id in &segments {
                 if let Some(s) = node.segments.read().get(id).cloned() {
@@ -349,7 +375,9 @@ impl Delegator {
         };
         // A worker that cannot take the delete will have the segment reassigned and
         // reloaded (with its delta logs), so failing here is logged, not fatal.
-        if let Err(e) = node.ctx.rpc.call_retry::<querynode::ApplyDelete>(Target::Node(worker), &req, Duration::from_secs(10)).await {
+        if let Err(e) =
+            node.ctx.rpc.call_retry::<querynode::ApplyDelete>(Target::Node(worker), &req, Duration::from_secs(10)).await
+        {
             tracing::error!(error = %e, worker, "could not forward deletes to a worker");
         }
     }
@@ -366,8 +394,10 @@ impl Delegator {
         for a in &req.actions {
             match SyncType::try_from(a.r#type) {
                 Ok(SyncType::AddSealed) => {
-                    let recs: Vec<&DeleteRecord> =
-                        buffer.iter().filter(|d| d.partition == ALL_PARTITIONS || d.partition == a.partition_id).collect();
+                    let recs: Vec<&DeleteRecord> = buffer
+                        .iter()
+                        .filter(|d| d.partition == ALL_PARTITIONS || d.partition == a.partition_id)
+                        .collect();
                     if !recs.is_empty() {
                         let keys: Vec<PrimaryKey> = recs.iter().map(|d| d.key.clone()).collect();
                         let ts: Vec<Timestamp> = recs.iter().map(|d| d.ts).collect();

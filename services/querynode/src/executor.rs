@@ -23,7 +23,11 @@ fn timeout_of(ms: i64) -> Duration {
     if ms > 0 { Duration::from_millis(ms as u64) } else { DEFAULT_TIMEOUT }
 }
 
-fn compile(schema: &Schema, req_filter: &str, params: &std::collections::HashMap<String, fv_proto::schema::TemplateValue>) -> FvResult<Option<fv_expr::Plan>> {
+fn compile(
+    schema: &Schema,
+    req_filter: &str,
+    params: &std::collections::HashMap<String, fv_proto::schema::TemplateValue>,
+) -> FvResult<Option<fv_expr::Plan>> {
     if req_filter.trim().is_empty() {
         return Ok(None);
     }
@@ -37,15 +41,21 @@ fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvRes
         .ok_or_else(|| FvError::invalid_parameter(format!("metric type {} is not supported", req.metric_type)))?;
     let (nq, dim) = (req.nq.max(0) as usize, req.dim.max(0) as usize);
     if req.vectors.len() != nq * dim * 4 {
-        return Err(FvError::invalid_parameter(format!("{} bytes of query vectors for nq={nq}, dim={dim}", req.vectors.len())));
+        return Err(FvError::invalid_parameter(format!(
+            "{} bytes of query vectors for nq={nq}, dim={dim}",
+            req.vectors.len()
+        )));
     }
     let vectors = req.vectors.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let params: serde_json::Value = if req.search_params.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&req.search_params).map_err(|e| FvError::invalid_parameter(format!("search params are not JSON: {e}")))?
+        serde_json::from_str(&req.search_params)
+            .map_err(|e| FvError::invalid_parameter(format!("search params are not JSON: {e}")))?
     };
-    let num = |k: &str| params.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).map(|f| f as f32);
+    let num = |k: &str| {
+        params.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).map(|f| f as f32)
+    };
     Ok(SearchJob {
         field_id: req.field_id,
         metric,
@@ -61,7 +71,11 @@ fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvRes
     })
 }
 
-fn search_segments(segments: Vec<Arc<Segment>>, job: Arc<SearchJob>, schema: Arc<Schema>) -> FvResult<SearchResultData> {
+fn search_segments(
+    segments: Vec<Arc<Segment>>,
+    job: Arc<SearchJob>,
+    schema: Arc<Schema>,
+) -> FvResult<SearchResultData> {
     let mut parts = Vec::with_capacity(segments.len());
     for s in segments {
         parts.push(s.search(&job)?);
@@ -70,8 +84,15 @@ fn search_segments(segments: Vec<Arc<Segment>>, job: Arc<SearchJob>, schema: Arc
 }
 
 fn empty_search(nq: usize, topk: usize, schema: &Schema) -> SearchResultData {
-    let ids = if schema.pk_is_int() { fv_common::pk::PkColumn::Int(vec![]) } else { fv_common::pk::PkColumn::Str(vec![]) };
-    SearchResultData { num_queries: nq as i64, top_k: topk as i64, topks: vec![0; nq], ids: Some(ids.to_ids()), ..Default::default() }
+    let ids =
+        if schema.pk_is_int() { fv_common::pk::PkColumn::Int(vec![]) } else { fv_common::pk::PkColumn::Str(vec![]) };
+    SearchResultData {
+        num_queries: nq as i64,
+        top_k: topk as i64,
+        topks: vec![0; nq],
+        ids: Some(ids.to_ids()),
+        ..Default::default()
+    }
 }
 
 pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
@@ -114,7 +135,11 @@ async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest) -> FvResult<
     let segments = node.sealed(&req.segment_ids)?;
     let Some(schema) = segments.first().map(|s| s.schema.clone()) else {
         let nq = req.nq.max(0) as usize;
-        return Ok(SearchResponse { status: Some(Default::default()), result: Some(SearchResultData { num_queries: nq as i64, topks: vec![0; nq], ..Default::default() }), mvcc_ts: req.mvcc_ts });
+        return Ok(SearchResponse {
+            status: Some(Default::default()),
+            result: Some(SearchResultData { num_queries: nq as i64, topks: vec![0; nq], ..Default::default() }),
+            mvcc_ts: req.mvcc_ts,
+        });
     };
     let job = Arc::new(search_job(&schema, &req, req.mvcc_ts)?);
     let (nq, topk) = (job.nq, job.topk);
@@ -214,7 +239,8 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
     let (j2, s2) = (job.clone(), schema.clone());
     let local_task = tokio::task::spawn_blocking(move || query_segments(local, j2, s2));
     let remote_results = futures::future::try_join_all(remote_calls).await?;
-    let (mut parts, mut count) = local_task.await.map_err(|e| FvError::internal(format!("query task failed: {e}")))??;
+    let (mut parts, mut count) =
+        local_task.await.map_err(|e| FvError::internal(format!("query task failed: {e}")))??;
     for r in remote_results {
         count += r.count;
         if !job.count_only && !r.fields_data.is_empty() {

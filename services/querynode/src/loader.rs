@@ -10,7 +10,7 @@ use fv_proto::fv::meta::SegmentInfo;
 use fv_storage::binlog::{decode_delta_log, decode_insert_log, decode_stats_log, decode_timestamp_log};
 use fv_storage::{Column, SegmentData};
 
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentPlace};
 
 async fn fetch(objects: &ObjectStoreRef, key: &str) -> FvResult<Bytes> {
     objects.get(key).await.map_err(|e| FvError::io(format!("reading {key}: {e}")).retriable(true))
@@ -19,9 +19,11 @@ async fn fetch(objects: &ObjectStoreRef, key: &str) -> FvResult<Bytes> {
 /// Reads every binlog of a flushed segment and applies its delta logs.
 pub async fn load_segment(objects: &ObjectStoreRef, schema: Arc<Schema>, info: &SegmentInfo) -> FvResult<Segment> {
     let files = |fid: i64| -> FvResult<Vec<String>> {
-        let fb = info.binlogs.iter().find(|b| b.field_id == fid).ok_or_else(|| {
-            FvError::io(format!("segment {} has no binlog for field {fid}", info.id))
-        })?;
+        let fb = info
+            .binlogs
+            .iter()
+            .find(|b| b.field_id == fid)
+            .ok_or_else(|| FvError::io(format!("segment {} has no binlog for field {fid}", info.id)))?;
         Ok(fb.binlogs.iter().map(|b| b.log_path.clone()).collect())
     };
     let mut columns = Vec::with_capacity(schema.fields.len());
@@ -57,16 +59,13 @@ pub async fn load_segment(objects: &ObjectStoreRef, schema: Arc<Schema>, info: &
         Some(log) => Some(decode_stats_log(&fetch(objects, &log.log_path).await?, &log.log_path)?.1),
         None => None,
     };
-    let segment = Segment::new(
-        info.id,
-        info.collection_id,
-        info.partition_id,
-        info.vchannel.clone(),
-        schema,
-        SegmentData { timestamps, columns },
-        true,
-        stats,
-    );
+    let place = SegmentPlace {
+        id: info.id,
+        collection: info.collection_id,
+        partition: info.partition_id,
+        vchannel: info.vchannel.clone(),
+    };
+    let segment = Segment::new(place, schema, SegmentData { timestamps, columns }, true, stats);
     for log in &info.deltalogs {
         let (_, delta) = decode_delta_log(&fetch(objects, &log.log_path).await?, &log.log_path)?;
         let keys: Vec<PrimaryKey> = delta.pks.iter().collect();

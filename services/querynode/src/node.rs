@@ -24,7 +24,8 @@ impl NodeState {
 
     pub fn delegator(&self, vchannel: &str) -> FvResult<Arc<Delegator>> {
         self.delegators.read().get(vchannel).cloned().ok_or_else(|| {
-            FvError::new(Code::ChannelNotAvailable, format!("shard delegator not found[channel={vchannel}]")).retriable(true)
+            FvError::new(Code::ChannelNotAvailable, format!("shard delegator not found[channel={vchannel}]"))
+                .retriable(true)
         })
     }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use fv_common::schema::Schema;
 use fv_common::{CollectionId, FieldId, FvError, FvResult, PartitionId, PrimaryKey, SegmentId, Timestamp};
-use fv_index::flat::{self, SearchParams};
 use fv_index::Metric;
+use fv_index::flat::{self, SearchParams};
 use fv_proto::schema::SearchResultData;
 use fv_storage::binlog::PkStats;
 use fv_storage::result::Rows;
@@ -55,6 +55,15 @@ struct Inner {
     pk_more: HashMap<PrimaryKey, Vec<u32>>,
     /// Vector norms for cosine scoring (sealed segments).
     norms: Option<Vec<f32>>,
+}
+
+/// Which segment of which collection, partition and vchannel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentPlace {
+    pub id: SegmentId,
+    pub collection: CollectionId,
+    pub partition: PartitionId,
+    pub vchannel: String,
 }
 
 pub struct Segment {
@@ -114,7 +123,9 @@ impl Inner {
             Some((0..n).map(|r| self.data.timestamps[r] <= mvcc && self.deleted_at[r] > mvcc).collect::<Vec<bool>>())
         };
         if let Some(p) = plan.filter(|p| !p.is_always_true()) {
-            let matched = p.evaluate(&self.data).map_err(|e| FvError::invalid_parameter(format!("cannot evaluate filter: {e}")))?;
+            let matched = p
+                .evaluate(&self.data)
+                .map_err(|e| FvError::invalid_parameter(format!("cannot evaluate filter: {e}")))?;
             mask = Some(match mask {
                 None => matched,
                 Some(mut m) => {
@@ -129,15 +140,13 @@ impl Inner {
 
 impl Segment {
     pub fn new(
-        id: SegmentId,
-        collection: CollectionId,
-        partition: PartitionId,
-        vchannel: String,
+        place: SegmentPlace,
         schema: Arc<Schema>,
         data: SegmentData,
         sealed: bool,
         stats: Option<PkStats>,
     ) -> Segment {
+        let SegmentPlace { id, collection, partition, vchannel } = place;
         let n = data.num_rows();
         let max_ts = data.timestamps.iter().copied().max().unwrap_or(0);
         let norms = if sealed {
@@ -192,8 +201,12 @@ impl Segment {
 
     /// Applies deletes; returns how many rows were newly deleted.
     pub fn delete(&self, keys: &[PrimaryKey], timestamps: &[Timestamp]) -> usize {
-        let candidates: Vec<(&PrimaryKey, Timestamp)> =
-            keys.iter().zip(timestamps).filter(|(k, _)| self.stats.as_ref().is_none_or(|s| s.may_contain(k))).map(|(k, t)| (k, *t)).collect();
+        let candidates: Vec<(&PrimaryKey, Timestamp)> = keys
+            .iter()
+            .zip(timestamps)
+            .filter(|(k, _)| self.stats.as_ref().is_none_or(|s| s.may_contain(k)))
+            .map(|(k, t)| (k, *t))
+            .collect();
         if candidates.is_empty() {
             return 0;
         }
@@ -205,21 +218,29 @@ impl Segment {
     pub fn search(&self, job: &SearchJob) -> FvResult<SearchResultData> {
         let i = self.inner.read();
         let mask = i.mask(job.mvcc_ts, job.plan.as_ref())?;
-        let col = i.data.column(job.field_id).ok_or_else(|| FvError::internal(format!("segment {} lacks the vector field", self.id)))?;
+        let col = i
+            .data
+            .column(job.field_id)
+            .ok_or_else(|| FvError::internal(format!("segment {} lacks the vector field", self.id)))?;
         let ColumnData::FloatVector { dim, data } = &col.data else {
             return Err(FvError::internal("vector field is not a float vector column"));
         };
         if *dim != job.dim {
-            return Err(FvError::invalid_parameter(format!("vector dimension {} does not match the field's {dim}", job.dim)));
+            return Err(FvError::invalid_parameter(format!(
+                "vector dimension {} does not match the field's {dim}",
+                job.dim
+            )));
         }
-        let params = SearchParams { metric: job.metric, k: job.topk, radius: job.radius, range_filter: job.range_filter };
+        let params =
+            SearchParams { metric: job.metric, k: job.topk, radius: job.radius, range_filter: job.range_filter };
         let hits = if data.is_empty() {
             vec![Vec::new(); job.nq]
         } else {
             flat::search(data, *dim, &job.vectors, &params, mask.as_deref(), i.norms.as_deref())
         };
         let rows: Vec<usize> = hits.iter().flatten().map(|h| h.row as usize).collect();
-        let pk = i.data.column(self.schema.pk().id).ok_or_else(|| FvError::internal("segment lacks the primary key"))?;
+        let pk =
+            i.data.column(self.schema.pk().id).ok_or_else(|| FvError::internal("segment lacks the primary key"))?;
         let ids = pk.take(&rows);
         let ids = match ids.data {
             ColumnData::Int64(v) => fv_common::pk::PkColumn::Int(v),
@@ -254,7 +275,8 @@ impl Segment {
         if job.count_only {
             return Ok((Rows { columns: vec![] }, matching.len()));
         }
-        let pk = i.data.column(self.schema.pk().id).ok_or_else(|| FvError::internal("segment lacks the primary key"))?;
+        let pk =
+            i.data.column(self.schema.pk().id).ok_or_else(|| FvError::internal("segment lacks the primary key"))?;
         let mut keyed: Vec<(PrimaryKey, usize)> = matching.iter().filter_map(|&r| pk.pk(r).map(|k| (k, r))).collect();
         keyed.sort();
         if let Some(l) = job.limit {
@@ -283,7 +305,13 @@ mod tests {
     use fv_storage::Column;
 
     pub fn schema() -> Arc<Schema> {
-        let pk = FieldSchema { field_id: 100, name: "id".into(), is_primary_key: true, data_type: DataType::Int64 as i32, ..Default::default() };
+        let pk = FieldSchema {
+            field_id: 100,
+            name: "id".into(),
+            is_primary_key: true,
+            data_type: DataType::Int64 as i32,
+            ..Default::default()
+        };
         let v = FieldSchema {
             field_id: 101,
             name: "v".into(),
@@ -291,7 +319,10 @@ mod tests {
             type_params: vec![KeyValuePair { key: "dim".into(), value: "2".into() }],
             ..Default::default()
         };
-        Arc::new(Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() }).expect("schema"))
+        Arc::new(
+            Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() })
+                .expect("schema"),
+        )
     }
 
     fn rows(ids: &[i64], ts: u64) -> SegmentData {
@@ -299,7 +330,10 @@ mod tests {
             timestamps: vec![ts; ids.len()],
             columns: vec![
                 Column::new(100, ColumnData::Int64(ids.to_vec())),
-                Column::new(101, ColumnData::FloatVector { dim: 2, data: ids.iter().flat_map(|i| [*i as f32, 0.0]).collect() }),
+                Column::new(
+                    101,
+                    ColumnData::FloatVector { dim: 2, data: ids.iter().flat_map(|i| [*i as f32, 0.0]).collect() },
+                ),
             ],
         }
     }
@@ -329,7 +363,13 @@ mod tests {
 
     #[test]
     fn mvcc_and_deletes() {
-        let s = Segment::new(1, 1, 1, "v".into(), schema(), rows(&[3, 1, 2], 10), false, None);
+        let s = Segment::new(
+            SegmentPlace { id: 1, collection: 1, partition: 1, vchannel: "v".into() },
+            schema(),
+            rows(&[3, 1, 2], 10),
+            false,
+            None,
+        );
         s.append(&rows(&[4], 20)).expect("append");
         assert_eq!(ids(&s.search(&job(15)).expect("search")), vec![1, 2, 3]);
         assert_eq!(ids(&s.search(&job(25)).expect("search")), vec![1, 2, 3, 4]);
@@ -346,8 +386,9 @@ mod tests {
             .expect("retrieve");
         assert_eq!(n, 2);
         assert_eq!(r.columns[0].data, ColumnData::Int64(vec![1, 3]));
-        let (_, count) =
-            s.retrieve(&QueryJob { plan: None, output_fields: vec![], mvcc_ts: 50, limit: None, count_only: true }).expect("count");
+        let (_, count) = s
+            .retrieve(&QueryJob { plan: None, output_fields: vec![], mvcc_ts: 50, limit: None, count_only: true })
+            .expect("count");
         assert_eq!(count, 3);
     }
 }

@@ -84,7 +84,12 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<NodeState>> {
                     num_rows: s.num_rows() as i64,
                 })
                 .collect();
-            Ok(GetDataDistributionResponse { status: Some(Default::default()), node_id: n.ctx.node_id, channels, segments })
+            Ok(GetDataDistributionResponse {
+                status: Some(Default::default()),
+                node_id: n.ctx.node_id,
+                channels,
+                segments,
+            })
         }
     })
     .await?;

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::Instrument;
 use fv_common::ts::now_ms;
 use fv_common::{FvError, FvResult, Timestamp};
 use fv_metastore::MetaKvRef;
 use fv_proto::fv::rootcoord::{
-    CreateCollectionRequest, CreatePartitionRequest, DropCollectionRequest, DropPartitionRequest, RenameCollectionRequest,
+    CreateCollectionRequest, CreatePartitionRequest, DropCollectionRequest, DropPartitionRequest,
+    RenameCollectionRequest,
 };
+use tracing::Instrument;
 
 use crate::catalog::{ID_LIMIT_KEY, TSO_LIMIT_KEY, store_u64};
 use crate::ddl::Ddl;
@@ -56,13 +57,15 @@ impl Handler<AllocTs> for TsoActor {
             Some(limit) => {
                 let meta = self.meta.clone();
                 AtomicResponse::new(Box::pin(
-                    async move { store_u64(&meta, TSO_LIMIT_KEY, limit).await }.into_actor(self).map(move |res, act, _| {
-                        res?;
-                        act.tso.set_limit(limit);
-                        // The clock may have advanced past the new window meanwhile; the
-                        // window is seconds long, so one extension always suffices.
-                        Ok(act.tso.alloc(now_ms().min(limit.saturating_sub(2)), count))
-                    }),
+                    async move { store_u64(&meta, TSO_LIMIT_KEY, limit).await }.into_actor(self).map(
+                        move |res, act, _| {
+                            res?;
+                            act.tso.set_limit(limit);
+                            // The clock may have advanced past the new window meanwhile; the
+                            // window is seconds long, so one extension always suffices.
+                            Ok(act.tso.alloc(now_ms().min(limit.saturating_sub(2)), count))
+                        },
+                    ),
                 ))
             }
         }

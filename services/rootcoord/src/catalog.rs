@@ -124,7 +124,10 @@ impl Catalog {
 pub async fn load_all(meta: &MetaKvRef) -> FvResult<Vec<CollectionInfo>> {
     let kvs = meta.scan_prefix(COLLECTION_PREFIX).await.map_err(meta_err)?;
     kvs.iter()
-        .map(|kv| CollectionInfo::decode(kv.value.clone()).map_err(|e| FvError::internal(format!("corrupt collection meta {}: {e}", kv.key))))
+        .map(|kv| {
+            CollectionInfo::decode(kv.value.clone())
+                .map_err(|e| FvError::internal(format!("corrupt collection meta {}: {e}", kv.key)))
+        })
         .collect()
 }
 
@@ -134,10 +137,7 @@ pub async fn create(meta: &MetaKvRef, info: &CollectionInfo) -> FvResult<bool> {
     let nk = name_key(&info.db_name, name);
     let txn = Txn {
         compares: vec![Compare::absent(nk.clone())],
-        success: vec![
-            TxnOp::put(collection_key(info.id), info.encode_to_vec()),
-            TxnOp::put(nk, info.id.to_string()),
-        ],
+        success: vec![TxnOp::put(collection_key(info.id), info.encode_to_vec()), TxnOp::put(nk, info.id.to_string())],
         failure: vec![],
     };
     Ok(meta.txn(txn).await.map_err(meta_err)?.succeeded)

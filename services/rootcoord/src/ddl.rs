@@ -9,16 +9,16 @@ use bytes::Bytes;
 use fv_common::channel::{pchannel_name, vchannel_name};
 use fv_common::schema::{Schema, prepare_new_schema, validate_name};
 use fv_common::{Code, DEFAULT_DB_NAME, DEFAULT_PARTITION_NAME, FvError, FvResult};
+use fv_proto::common::LoadState;
 use fv_proto::fv::datacoord::{DropCollectionDataRequest, WatchChannelsRequest};
 use fv_proto::fv::index::DropCollectionIndexesRequest;
 use fv_proto::fv::meta::{CollectionInfo, CollectionState, PartitionInfo};
 use fv_proto::fv::msg::MsgPosition;
 use fv_proto::fv::querycoord::{GetLoadStateRequest, ReleaseCollectionRequest};
 use fv_proto::fv::rootcoord::{
-    CollectionMetaChanged, CreateCollectionRequest, CreatePartitionRequest, DropCollectionRequest, DropPartitionRequest,
-    RenameCollectionRequest,
+    CollectionMetaChanged, CreateCollectionRequest, CreatePartitionRequest, DropCollectionRequest,
+    DropPartitionRequest, RenameCollectionRequest,
 };
-use fv_proto::common::LoadState;
 use fv_proto::schema::CollectionSchema;
 use fv_runtime::rpcs::{datacoord, indexcoord, querycoord};
 use fv_runtime::{RoleContext, Target};
@@ -70,7 +70,9 @@ impl Ddl {
             collection_id: info.id,
             timestamp: info.update_ts,
         };
-        if let Err(e) = self.ctx.broker.notify(COLLECTION_EVENT_SUBJECT, Bytes::from(ev.encode_to_vec()), Vec::new()).await {
+        if let Err(e) =
+            self.ctx.broker.notify(COLLECTION_EVENT_SUBJECT, Bytes::from(ev.encode_to_vec()), Vec::new()).await
+        {
             tracing::warn!(error = %e, "cannot broadcast collection change");
         }
     }
@@ -87,7 +89,9 @@ impl Ddl {
             .map(|_| {
                 let best = (0..n)
                     .map(pchannel_name)
-                    .min_by_key(|p| (usage.get(p).copied().unwrap_or(0), fv_common::channel::pchannel_index(p).unwrap_or(0)))
+                    .min_by_key(|p| {
+                        (usage.get(p).copied().unwrap_or(0), fv_common::channel::pchannel_index(p).unwrap_or(0))
+                    })
                     .expect("at least one pchannel is configured");
                 *usage.entry(best.clone()).or_insert(0) += 1;
                 best
@@ -104,10 +108,13 @@ impl Ddl {
         let max_shards = self.ctx.config.rootcoord.max_shards;
         let shards = if req.shards_num <= 0 { 1 } else { req.shards_num };
         if shards > max_shards {
-            return Err(FvError::invalid_parameter(format!("maximum shards's number should be limited to {max_shards}")));
+            return Err(FvError::invalid_parameter(format!(
+                "maximum shards's number should be limited to {max_shards}"
+            )));
         }
         if let Some(existing) = self.catalog.read().by_name(&db, &req.collection_name) {
-            let same = existing.shards_num == shards && existing.schema.as_ref().is_some_and(|s| same_schema(s, &schema));
+            let same =
+                existing.shards_num == shards && existing.schema.as_ref().is_some_and(|s| same_schema(s, &schema));
             return if same {
                 Ok(())
             } else {
@@ -126,7 +133,12 @@ impl Ddl {
         let mut start_positions = Vec::with_capacity(pchannels.len());
         for p in &pchannels {
             self.ctx.broker.ensure_topic(p).await.map_err(|e| FvError::unavailable(format!("log broker: {e}")))?;
-            let seq = self.ctx.broker.latest_position(p).await.map_err(|e| FvError::unavailable(format!("log broker: {e}")))?;
+            let seq = self
+                .ctx
+                .broker
+                .latest_position(p)
+                .await
+                .map_err(|e| FvError::unavailable(format!("log broker: {e}")))?;
             start_positions.push(MsgPosition { pchannel: p.clone(), seq, timestamp: ts });
         }
         let info = CollectionInfo {
@@ -137,7 +149,11 @@ impl Ddl {
             shards_num: shards,
             vchannels: vchannels.clone(),
             pchannels,
-            partitions: vec![PartitionInfo { id: partition_id, name: DEFAULT_PARTITION_NAME.to_string(), create_ts: ts }],
+            partitions: vec![PartitionInfo {
+                id: partition_id,
+                name: DEFAULT_PARTITION_NAME.to_string(),
+                create_ts: ts,
+            }],
             consistency_level: req.consistency_level,
             properties: req.properties,
             state: CollectionState::CollectionCreated as i32,
@@ -152,7 +168,9 @@ impl Ddl {
         self.catalog.write().insert(info.clone());
         tracing::info!(collection = %req.collection_name, id = collection_id, shards, "collection created");
         let watch = WatchChannelsRequest { collection_id, vchannels, start_positions };
-        if let Err(e) = self.ctx.rpc.call_retry::<datacoord::WatchChannels>(Target::Coord, &watch, COORD_CALL_DEADLINE).await {
+        if let Err(e) =
+            self.ctx.rpc.call_retry::<datacoord::WatchChannels>(Target::Coord, &watch, COORD_CALL_DEADLINE).await
+        {
             // datacoord reconciles with rootcoord periodically and will watch them later.
             tracing::warn!(error = %e, collection_id, "datacoord did not take the new channels yet");
         }
@@ -179,8 +197,12 @@ impl Ddl {
     /// Releases, forgets the data of, and removes a collection marked Dropping.
     pub async fn finish_drop(&self, info: &CollectionInfo) -> FvResult<()> {
         let rpc = &self.ctx.rpc;
-        rpc.call_retry::<querycoord::ReleaseCollection>(Target::Coord, &ReleaseCollectionRequest { collection_id: info.id }, COORD_CALL_DEADLINE)
-            .await?;
+        rpc.call_retry::<querycoord::ReleaseCollection>(
+            Target::Coord,
+            &ReleaseCollectionRequest { collection_id: info.id },
+            COORD_CALL_DEADLINE,
+        )
+        .await?;
         rpc.call_retry::<datacoord::DropCollectionData>(
             Target::Coord,
             &DropCollectionDataRequest { collection_id: info.id, partition_ids: vec![] },

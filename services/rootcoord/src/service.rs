@@ -124,7 +124,9 @@ async fn serve(
                 c.read().by_id(req.collection_id).ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
             } else {
                 let db = resolve_db(&req.db_name)?;
-                c.read().by_name(&db, &req.collection_name).ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
+                c.read()
+                    .by_name(&db, &req.collection_name)
+                    .ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
             };
             Ok(pb::DescribeCollectionResponse { status: Some(Default::default()), collection: Some((*info).clone()) })
         }
@@ -136,7 +138,11 @@ async fn serve(
         async move {
             // An empty db name lists every database (used by coordinators to reconcile).
             let list = if req.db_name.is_empty() {
-                c.read().all().into_iter().filter(|i| i.state == CollectionState::CollectionCreated as i32).collect::<Vec<_>>()
+                c.read()
+                    .all()
+                    .into_iter()
+                    .filter(|i| i.state == CollectionState::CollectionCreated as i32)
+                    .collect::<Vec<_>>()
             } else {
                 let db = resolve_db(&req.db_name)?;
                 c.read().live(&db)
@@ -156,9 +162,15 @@ async fn serve(
                 c.read().by_id(req.collection_id).ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
             } else {
                 let db = resolve_db(&req.db_name)?;
-                c.read().by_name(&db, &req.collection_name).ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
+                c.read()
+                    .by_name(&db, &req.collection_name)
+                    .ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
             };
-            Ok(pb::ShowPartitionsResponse { status: Some(Default::default()), partitions: info.partitions.clone(), collection_id: info.id })
+            Ok(pb::ShowPartitionsResponse {
+                status: Some(Default::default()),
+                partitions: info.partitions.clone(),
+                collection_id: info.id,
+            })
         }
     })
     .await?;

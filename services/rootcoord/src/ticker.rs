@@ -69,11 +69,9 @@ impl Ticker {
         let t = self.tso.alloc_ts(1).await?;
         let proxies = session::list(&self.ctx.meta, Role::Proxy).await?;
         let req = ConfirmTimeTickRequest { timestamp: t, pchannels: vec![] };
-        let confirmations = futures::future::join_all(
-            proxies
-                .iter()
-                .map(|p| self.ctx.rpc.call_with_timeout::<ConfirmTimeTick>(Target::Node(p.node_id), &req, CONFIRM_TIMEOUT)),
-        )
+        let confirmations = futures::future::join_all(proxies.iter().map(|p| {
+            self.ctx.rpc.call_with_timeout::<ConfirmTimeTick>(Target::Node(p.node_id), &req, CONFIRM_TIMEOUT)
+        }))
         .await;
         for (p, c) in proxies.iter().zip(confirmations) {
             match c {
@@ -88,7 +86,10 @@ impl Ticker {
                 }
             }
         }
-        let payload = Bytes::from(DmlMessage { body: Some(Body::TimeTick(TimeTickMsg { timestamp: t, source_id: self.ctx.node_id })) }.encode_to_vec());
+        let payload = Bytes::from(
+            DmlMessage { body: Some(Body::TimeTick(TimeTickMsg { timestamp: t, source_id: self.ctx.node_id })) }
+                .encode_to_vec(),
+        );
         let channels = self.pchannels_in_use();
         // Ticks need no durability: a lost tick is simply published again later.
         let results = futures::future::join_all(channels.iter().map(|p| {

@@ -4,8 +4,8 @@
 //! beyond it is handed out. After a restart they resume from the persisted limit, so a
 //! value can never be issued twice, even if the wall clock went backwards.
 
-use fv_common::ts::{MAX_LOGICAL, compose};
 use fv_common::Timestamp;
+use fv_common::ts::{MAX_LOGICAL, compose};
 
 /// Milliseconds of timestamps reserved per persisted limit.
 pub const TSO_WINDOW_MS: u64 = 3_000;

@@ -73,9 +73,15 @@ fn param<'a>(params: &'a [KeyValuePair], key: &str) -> Option<&'a str> {
 fn parse_usize_param(field: &str, params: &[KeyValuePair], key: &str) -> FvResult<Option<usize>> {
     match param(params, key) {
         None => Ok(None),
-        Some(v) => v.trim().trim_matches('"').parse::<i64>().ok().filter(|n| *n >= 0).map(|n| Some(n as usize)).ok_or_else(|| {
-            FvError::invalid_parameter(format!("type param {key}={v:?} of field {field} is not a non-negative integer"))
-        }),
+        Some(v) => {
+            v.trim().trim_matches('"').parse::<i64>().ok().filter(|n| *n >= 0).map(|n| Some(n as usize)).ok_or_else(
+                || {
+                    FvError::invalid_parameter(format!(
+                        "type param {key}={v:?} of field {field} is not a non-negative integer"
+                    ))
+                },
+            )
+        }
     }
 }
 
@@ -84,8 +90,9 @@ impl Schema {
     pub fn from_proto(p: &CollectionSchema) -> FvResult<Schema> {
         let mut fields = Vec::with_capacity(p.fields.len());
         for f in &p.fields {
-            let data_type = DataType::try_from(f.data_type)
-                .map_err(|_| FvError::invalid_parameter(format!("field {} has unknown data type {}", f.name, f.data_type)))?;
+            let data_type = DataType::try_from(f.data_type).map_err(|_| {
+                FvError::invalid_parameter(format!("field {} has unknown data type {}", f.name, f.data_type))
+            })?;
             let dim = if is_vector_type(data_type) {
                 parse_usize_param(&f.name, &f.type_params, "dim")?.unwrap_or(0)
             } else {
@@ -193,16 +200,16 @@ pub fn validate_name(kind: &str, name: &str) -> FvResult<()> {
 
 fn default_value_matches(t: DataType, v: &ValueField) -> bool {
     use fv_proto::schema::value_field::Data;
-    match (&v.data, t) {
-        (None, _) => true,
-        (Some(Data::BoolData(_)), DataType::Bool) => true,
-        (Some(Data::IntData(_)), DataType::Int8 | DataType::Int16 | DataType::Int32) => true,
-        (Some(Data::LongData(_)), DataType::Int64) => true,
-        (Some(Data::FloatData(_)), DataType::Float) => true,
-        (Some(Data::DoubleData(_)), DataType::Double) => true,
-        (Some(Data::StringData(_)), DataType::VarChar) => true,
-        _ => false,
-    }
+    matches!(
+        (&v.data, t),
+        (None, _)
+            | (Some(Data::BoolData(_)), DataType::Bool)
+            | (Some(Data::IntData(_)), DataType::Int8 | DataType::Int16 | DataType::Int32)
+            | (Some(Data::LongData(_)), DataType::Int64)
+            | (Some(Data::FloatData(_)), DataType::Float)
+            | (Some(Data::DoubleData(_)), DataType::Double)
+            | (Some(Data::StringData(_)), DataType::VarChar)
+    )
 }
 
 /// Validates a schema a client sent with CreateCollection and prepares it for storage:
@@ -277,8 +284,9 @@ pub fn prepare_new_schema(mut p: CollectionSchema, collection_name: &str) -> FvR
             if f.nullable {
                 return Err(FvError::invalid_parameter(format!("vector field {} cannot be nullable", f.name)));
             }
-            let dim = parse_usize_param(&f.name, &f.type_params, "dim")?
-                .ok_or_else(|| FvError::invalid_parameter(format!("dimension is not defined in field type params of {}", f.name)))?;
+            let dim = parse_usize_param(&f.name, &f.type_params, "dim")?.ok_or_else(|| {
+                FvError::invalid_parameter(format!("dimension is not defined in field type params of {}", f.name))
+            })?;
             if !(MIN_DIM..=MAX_DIM).contains(&dim) {
                 return Err(FvError::invalid_parameter(format!(
                     "invalid dimension: {dim} of field {}. should be in range {MIN_DIM} ~ {MAX_DIM}",
@@ -287,8 +295,12 @@ pub fn prepare_new_schema(mut p: CollectionSchema, collection_name: &str) -> FvR
             }
         }
         if t == DataType::VarChar {
-            let max = parse_usize_param(&f.name, &f.type_params, "max_length")?
-                .ok_or_else(|| FvError::invalid_parameter(format!("type param(max_length) should be specified for the field({})", f.name)))?;
+            let max = parse_usize_param(&f.name, &f.type_params, "max_length")?.ok_or_else(|| {
+                FvError::invalid_parameter(format!(
+                    "type param(max_length) should be specified for the field({})",
+                    f.name
+                ))
+            })?;
             if max == 0 || max > MAX_VARCHAR_LENGTH {
                 return Err(FvError::invalid_parameter(format!(
                     "the maximum length specified for the field({}) should be in (0, {MAX_VARCHAR_LENGTH}], but got {max} instead",
@@ -296,14 +308,15 @@ pub fn prepare_new_schema(mut p: CollectionSchema, collection_name: &str) -> FvR
                 )));
             }
         }
-        if let Some(dv) = &f.default_value {
-            if dv.data.is_some() && (f.is_primary_key || !default_value_matches(t, dv)) {
-                return Err(FvError::invalid_parameter(format!(
-                    "type (default value) of field {} does not match its data type {}",
-                    f.name,
-                    t.as_str_name()
-                )));
-            }
+        if let Some(dv) = &f.default_value
+            && dv.data.is_some()
+            && (f.is_primary_key || !default_value_matches(t, dv))
+        {
+            return Err(FvError::invalid_parameter(format!(
+                "type (default value) of field {} does not match its data type {}",
+                f.name,
+                t.as_str_name()
+            )));
         }
     }
     if pk_count != 1 {

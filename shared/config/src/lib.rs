@@ -65,7 +65,12 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { kind: "embedded".into(), fsync: FsyncPolicy::Always, segment_bytes: 64 << 20, max_message_bytes: 8 << 20 }
+        Self {
+            kind: "embedded".into(),
+            fsync: FsyncPolicy::Always,
+            segment_bytes: 64 << 20,
+            max_message_bytes: 8 << 20,
+        }
     }
 }
 
@@ -282,7 +287,9 @@ impl Config {
     /// Loads defaults < `file` (if any) < `FERROVEC__...` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let text = match file {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+            Some(p) => {
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?
+            }
             None => String::new(),
         };
         Self::from_toml_and_env(&text, std::env::vars())
@@ -300,7 +307,8 @@ impl Config {
             }
             set_path(&mut root, &keys, parse_env_value(&v)).map_err(|e| ConfigError::Parse(format!("{k}: {e}")))?;
         }
-        let cfg: Config = toml::Value::Table(root).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config =
+            toml::Value::Table(root).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -410,7 +418,8 @@ mod doc_tests {
     /// Every key of the schema appears in docs/config.md.
     #[test]
     fn config_doc_lists_every_key() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md")).expect("docs/config.md exists");
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+            .expect("docs/config.md exists");
         let value = toml::Value::try_from(Config::default()).expect("config serialises");
         let mut keys = Vec::new();
         fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {

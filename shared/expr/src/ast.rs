@@ -101,24 +101,54 @@ pub enum ExprKind {
     /// `{name}`, bound at compile time from the template parameters.
     Template(String),
     /// A field name (or `$meta`) with optional JSON subscripts: `info["a"][0]`.
-    Field { name: String, path: Vec<PathElem> },
+    Field {
+        name: String,
+        path: Vec<PathElem>,
+    },
     /// Unary minus.
     Neg(Box<Expr>),
     Not(Box<Expr>),
-    Arith { op: ArithOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    Compare { op: CmpOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Arith {
+        op: ArithOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Compare {
+        op: CmpOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// A chained comparison `lower lower_op value upper_op upper`, both operators
     /// pointing the same way (`1 < x <= 5`, `10 > x >= 2`).
-    Range { lower: Box<Expr>, lower_op: CmpOp, value: Box<Expr>, upper_op: CmpOp, upper: Box<Expr> },
-    In { value: Box<Expr>, list: Box<Expr>, negated: bool },
-    Like { value: Box<Expr>, pattern: Box<Expr> },
-    IsNull { value: Box<Expr>, negated: bool },
+    Range {
+        lower: Box<Expr>,
+        lower_op: CmpOp,
+        value: Box<Expr>,
+        upper_op: CmpOp,
+        upper: Box<Expr>,
+    },
+    In {
+        value: Box<Expr>,
+        list: Box<Expr>,
+        negated: bool,
+    },
+    Like {
+        value: Box<Expr>,
+        pattern: Box<Expr>,
+    },
+    IsNull {
+        value: Box<Expr>,
+        negated: bool,
+    },
     /// Two or more operands.
     And(Vec<Expr>),
     /// Two or more operands.
     Or(Vec<Expr>),
     /// A function call; `name` as written.
-    Call { name: String, args: Vec<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
     /// `exists path`
     Exists(Box<Expr>),
 }
@@ -133,9 +163,10 @@ impl Expr {
             | ExprKind::Str(_)
             | ExprKind::Template(_)
             | ExprKind::Field { .. } => Vec::new(),
-            ExprKind::Array(items) | ExprKind::And(items) | ExprKind::Or(items) | ExprKind::Call { args: items, .. } => {
-                items.iter().collect()
-            }
+            ExprKind::Array(items)
+            | ExprKind::And(items)
+            | ExprKind::Or(items)
+            | ExprKind::Call { args: items, .. } => items.iter().collect(),
             ExprKind::Neg(e) | ExprKind::Not(e) | ExprKind::Exists(e) => vec![e],
             ExprKind::Arith { lhs, rhs, .. } | ExprKind::Compare { lhs, rhs, .. } => vec![lhs, rhs],
             ExprKind::Range { lower, value, upper, .. } => vec![lower, value, upper],

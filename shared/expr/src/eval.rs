@@ -160,7 +160,11 @@ pub(crate) struct Tri {
 
 impl Tri {
     pub(crate) fn constant(b: bool, n: usize) -> Tri {
-        if b { Tri { t: Bitmap::ones(n), f: Bitmap::zeros(n) } } else { Tri { t: Bitmap::zeros(n), f: Bitmap::ones(n) } }
+        if b {
+            Tri { t: Bitmap::ones(n), f: Bitmap::zeros(n) }
+        } else {
+            Tri { t: Bitmap::zeros(n), f: Bitmap::ones(n) }
+        }
     }
 
     pub(crate) fn unknown(n: usize) -> Tri {
@@ -429,9 +433,18 @@ enum Vals<'a> {
     /// Every row is null (the column is absent from the data).
     Null,
     Lit(&'a Lit),
-    Col { data: &'a ColumnData, valid: Option<Bitmap> },
-    Int { data: Vec<i64>, valid: Option<Bitmap> },
-    Float { data: Vec<f64>, valid: Option<Bitmap> },
+    Col {
+        data: &'a ColumnData,
+        valid: Option<Bitmap>,
+    },
+    Int {
+        data: Vec<i64>,
+        valid: Option<Bitmap>,
+    },
+    Float {
+        data: Vec<f64>,
+        valid: Option<Bitmap>,
+    },
     Dyn(Vec<Dyn<'a>>),
 }
 
@@ -595,7 +608,9 @@ fn arith_vals<'a>(op: ArithOp, l: &Vals<'a>, r: &Vals<'a>, ty: Ty, n: usize) -> 
 
 fn neg_vals<'a>(v: &Vals<'a>, n: usize) -> Vals<'a> {
     match num_of(v) {
-        Some((Num::I(d), valid)) => Vals::Int { data: d.iter().map(|x| x.wrapping_neg()).collect(), valid: valid.cloned() },
+        Some((Num::I(d), valid)) => {
+            Vals::Int { data: d.iter().map(|x| x.wrapping_neg()).collect(), valid: valid.cloned() }
+        }
         Some((Num::F(d), valid)) => Vals::Float { data: d.iter().map(|x| -x).collect(), valid: valid.cloned() },
         Some((Num::ScalarI(x), _)) => Vals::Int { data: vec![x.wrapping_neg(); n], valid: None },
         Some((Num::ScalarF(x), _)) => Vals::Float { data: vec![-x; n], valid: None },
@@ -726,11 +741,7 @@ fn compare(l: &Vals<'_>, op: CmpOp, r: &Vals<'_>, n: usize) -> Tri {
 
 #[inline]
 fn has_float(set: &[f64], x: f64) -> bool {
-    if set.len() <= 16 {
-        set.contains(&x)
-    } else {
-        set.binary_search_by(|y| y.total_cmp(&(x + 0.0))).is_ok()
-    }
+    if set.len() <= 16 { set.contains(&x) } else { set.binary_search_by(|y| y.total_cmp(&(x + 0.0))).is_ok() }
 }
 
 fn eval_in(v: &Vals<'_>, set: &InSet, list: &[Lit], n: usize) -> Tri {
@@ -742,7 +753,9 @@ fn eval_in(v: &Vals<'_>, set: &InSet, list: &[Lit], n: usize) -> Tri {
                 (ColumnData::Int16(s), InSet::Ints(k)) => Some(Bitmap::from_slice(s, |x| k.contains(i64::from(*x)))),
                 (ColumnData::Int32(s), InSet::Ints(k)) => Some(Bitmap::from_slice(s, |x| k.contains(i64::from(*x)))),
                 (ColumnData::Int64(s), InSet::Ints(k)) => Some(Bitmap::from_slice(s, |x| k.contains(*x))),
-                (ColumnData::Float(s), InSet::Floats(k)) => Some(Bitmap::from_slice(s, |x| has_float(k, f64::from(*x)))),
+                (ColumnData::Float(s), InSet::Floats(k)) => {
+                    Some(Bitmap::from_slice(s, |x| has_float(k, f64::from(*x))))
+                }
                 (ColumnData::Double(s), InSet::Floats(k)) => Some(Bitmap::from_slice(s, |x| has_float(k, *x))),
                 (ColumnData::VarChar(s), InSet::Strs(k)) => Some(Bitmap::from_slice(s, |x| k.contains(x.as_str()))),
                 (ColumnData::Bool(s), InSet::Bools { has_true, has_false }) => {
@@ -752,7 +765,9 @@ fn eval_in(v: &Vals<'_>, set: &InSet, list: &[Lit], n: usize) -> Tri {
             };
             raw.map(|r| (r, valid.as_ref()))
         }
-        (Vals::Int { data, valid }, InSet::Ints(k)) => Some((Bitmap::from_slice(data, |x| k.contains(*x)), valid.as_ref())),
+        (Vals::Int { data, valid }, InSet::Ints(k)) => {
+            Some((Bitmap::from_slice(data, |x| k.contains(*x)), valid.as_ref()))
+        }
         (Vals::Float { data, valid }, InSet::Floats(k)) => {
             Some((Bitmap::from_slice(data, |x| has_float(k, *x)), valid.as_ref()))
         }

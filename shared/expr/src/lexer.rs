@@ -145,7 +145,10 @@ impl Lexer<'_> {
                         self.pos += 5;
                         self.push(Tok::Meta, start);
                     } else {
-                        return Err(ExprError::syntax("unexpected character '$' (only $meta may start with '$')", start));
+                        return Err(ExprError::syntax(
+                            "unexpected character '$' (only $meta may start with '$')",
+                            start,
+                        ));
                     }
                 }
                 _ if is_ident_start(b) => {
@@ -256,9 +259,8 @@ impl Lexer<'_> {
             }
             let text = &self.src[start..self.pos];
             if is_float {
-                let v: f64 = text
-                    .parse()
-                    .map_err(|_| ExprError::syntax(format!("invalid number literal '{text}'"), start))?;
+                let v: f64 =
+                    text.parse().map_err(|_| ExprError::syntax(format!("invalid number literal '{text}'"), start))?;
                 if !v.is_finite() {
                     return Err(ExprError::syntax(format!("float literal '{text}' is out of range"), start));
                 }
@@ -389,7 +391,8 @@ impl Lexer<'_> {
             }
             return Err(ExprError::syntax("invalid unicode escape: unpaired surrogate", esc_pos));
         }
-        char::from_u32(v).ok_or_else(|| ExprError::syntax(format!("invalid unicode escape: {v:#x} is not a character"), esc_pos))
+        char::from_u32(v)
+            .ok_or_else(|| ExprError::syntax(format!("invalid unicode escape: {v:#x} is not a character"), esc_pos))
     }
 }
 
@@ -407,26 +410,32 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(toks("42 0x1F 0X1f 0o17 017 0b101 0B11 0"), vec![
-            Tok::Int(42),
-            Tok::Int(31),
-            Tok::Int(31),
-            Tok::Int(15),
-            Tok::Int(15),
-            Tok::Int(5),
-            Tok::Int(3),
-            Tok::Int(0),
-            Tok::Eof
-        ]);
-        assert_eq!(toks("1.5 1e-3 .5 2. 3E+2 0.25"), vec![
-            Tok::Float(1.5),
-            Tok::Float(0.001),
-            Tok::Float(0.5),
-            Tok::Float(2.0),
-            Tok::Float(300.0),
-            Tok::Float(0.25),
-            Tok::Eof
-        ]);
+        assert_eq!(
+            toks("42 0x1F 0X1f 0o17 017 0b101 0B11 0"),
+            vec![
+                Tok::Int(42),
+                Tok::Int(31),
+                Tok::Int(31),
+                Tok::Int(15),
+                Tok::Int(15),
+                Tok::Int(5),
+                Tok::Int(3),
+                Tok::Int(0),
+                Tok::Eof
+            ]
+        );
+        assert_eq!(
+            toks("1.5 1e-3 .5 2. 3E+2 0.25"),
+            vec![
+                Tok::Float(1.5),
+                Tok::Float(0.001),
+                Tok::Float(0.5),
+                Tok::Float(2.0),
+                Tok::Float(300.0),
+                Tok::Float(0.25),
+                Tok::Eof
+            ]
+        );
         assert_eq!(toks("18446744073709551615"), vec![Tok::Int(u64::MAX), Tok::Eof]);
         assert_eq!(err("18446744073709551616"), "integer literal '18446744073709551616' is out of range at position 0");
         assert_eq!(err("a > 09"), "invalid octal literal '09' at position 4");
@@ -438,13 +447,16 @@ mod tests {
 
     #[test]
     fn strings_and_escapes() {
-        assert_eq!(toks(r#""a\n\t\\\"b" 'c\'d' "\u00e9\x41\101" "\uD83D\uDE00""#), vec![
-            Tok::Str("a\n\t\\\"b".into()),
-            Tok::Str("c'd".into()),
-            Tok::Str("éAA".into()),
-            Tok::Str("😀".into()),
-            Tok::Eof
-        ]);
+        assert_eq!(
+            toks(r#""a\n\t\\\"b" 'c\'d' "\u00e9\x41\101" "\uD83D\uDE00""#),
+            vec![
+                Tok::Str("a\n\t\\\"b".into()),
+                Tok::Str("c'd".into()),
+                Tok::Str("éAA".into()),
+                Tok::Str("😀".into()),
+                Tok::Eof
+            ]
+        );
         assert_eq!(toks(r#"'a\%b\_'"#), vec![Tok::Str(r"a\%b\_".into()), Tok::Eof]);
         assert_eq!(toks("'héllo' \"\""), vec![Tok::Str("héllo".into()), Tok::Str(String::new()), Tok::Eof]);
         assert_eq!(err(r#"a == "abc"#), "unterminated string literal at position 5");
@@ -455,28 +467,31 @@ mod tests {
 
     #[test]
     fn words_and_operators() {
-        assert_eq!(toks("a AND b && c Or d || NOT e ! f in IN like LIKE True FALSE $meta"), vec![
-            Tok::Ident("a".into()),
-            Tok::And,
-            Tok::Ident("b".into()),
-            Tok::And,
-            Tok::Ident("c".into()),
-            Tok::Or,
-            Tok::Ident("d".into()),
-            Tok::Or,
-            Tok::Not,
-            Tok::Ident("e".into()),
-            Tok::Not,
-            Tok::Ident("f".into()),
-            Tok::In,
-            Tok::In,
-            Tok::Like,
-            Tok::Like,
-            Tok::True,
-            Tok::False,
-            Tok::Meta,
-            Tok::Eof
-        ]);
+        assert_eq!(
+            toks("a AND b && c Or d || NOT e ! f in IN like LIKE True FALSE $meta"),
+            vec![
+                Tok::Ident("a".into()),
+                Tok::And,
+                Tok::Ident("b".into()),
+                Tok::And,
+                Tok::Ident("c".into()),
+                Tok::Or,
+                Tok::Ident("d".into()),
+                Tok::Or,
+                Tok::Not,
+                Tok::Ident("e".into()),
+                Tok::Not,
+                Tok::Ident("f".into()),
+                Tok::In,
+                Tok::In,
+                Tok::Like,
+                Tok::Like,
+                Tok::True,
+                Tok::False,
+                Tok::Meta,
+                Tok::Eof
+            ]
+        );
         assert_eq!(toks("<= < >= > == != + - * / % ( ) [ ] { } ,").len(), 19);
         assert_eq!(err("a = 1"), "unexpected character '=' (use '==' to compare) at position 2");
         assert_eq!(err("a # 1"), "unexpected character '#' at position 2");

@@ -118,7 +118,8 @@ const BIG_STACK_BYTES: usize = 64 << 20;
 
 /// Runs `f` on a helper thread with a [`BIG_STACK_BYTES`] stack.
 pub(crate) fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, ExprError> {
-    let fail = |why: &str| ExprError::new(ExprErrorKind::TooDeep, format!("expression is too deeply nested: {why}"), None);
+    let fail =
+        |why: &str| ExprError::new(ExprErrorKind::TooDeep, format!("expression is too deeply nested: {why}"), None);
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
             .name("fv-expr-deep".into())

@@ -1,9 +1,9 @@
 //! A Pratt parser from tokens to [`Ast`].
 
-use crate::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
 use crate::ast::{ArithOp, Ast, CmpOp, Expr, ExprKind, PathElem};
 use crate::error::{ExprError, ExprErrorKind};
 use crate::lexer::{Tok, Token, tokenize};
+use crate::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
 
 // Binding powers, loosest first. A binary operator of power P applies when P >= the
 // caller's minimum; its right operand is parsed with minimum P + 1 (left associative).
@@ -465,7 +465,10 @@ fn out_of_range(v: u64, negative: bool, pos: usize) -> ExprError {
 #[cold]
 #[inline(never)]
 fn unclosed(open: usize, found: &Token) -> ExprError {
-    ExprError::syntax(format!("expected ')' to close '(' at position {open}, found {}", found.tok.describe()), found.pos)
+    ExprError::syntax(
+        format!("expected ')' to close '(' at position {open}, found {}", found.tok.describe()),
+        found.pos,
+    )
 }
 
 #[cold]
@@ -558,7 +561,10 @@ mod tests {
         assert_eq!(p("1 < x <= 5"), "(1 < x <= 5)");
         assert_eq!(p("10 > x >= 2"), "(10 > x >= 2)");
         assert_eq!(p("1 <= x * 2 < 5 and y"), "((1 <= (x * 2) < 5) and y)");
-        assert_eq!(err("1 < x > 5"), "cannot chain '<' with '>': a range must use '<'/'<=' twice or '>'/'>=' twice at position 6");
+        assert_eq!(
+            err("1 < x > 5"),
+            "cannot chain '<' with '>': a range must use '<'/'<=' twice or '>'/'>=' twice at position 6"
+        );
         assert_eq!(err("1 < x < 5 < 7"), "a range chains at most two comparisons, found a third '<' at position 10");
     }
 
@@ -610,9 +616,15 @@ mod tests {
         assert_eq!(err("a == 'x"), "unterminated string literal at position 5");
         assert_eq!(err("a is nul"), "expected 'null' after 'is', found 'nul' at position 5");
         assert_eq!(err("a is not"), "expected 'null' after 'is not', found end of expression at position 8");
-        assert_eq!(err("a[b] == 1"), "expected a subscript (a string or a non-negative integer), found 'b' at position 2");
+        assert_eq!(
+            err("a[b] == 1"),
+            "expected a subscript (a string or a non-negative integer), found 'b' at position 2"
+        );
         assert_eq!(err("a['x' == 1"), "expected ']', found '==' at position 6");
-        assert_eq!(err("a == 9223372036854775808"), "integer literal 9223372036854775808 is out of range for Int64 at position 5");
+        assert_eq!(
+            err("a == 9223372036854775808"),
+            "integer literal 9223372036854775808 is out of range for Int64 at position 5"
+        );
         assert_eq!(err("{1}"), "expected a template variable name after '{', found '1' at position 1");
         assert_eq!(err("a @ 1"), "unexpected character '@' at position 2");
         assert_eq!(err(")"), "unexpected token ')' at position 0");

@@ -91,11 +91,25 @@ impl ColKind {
 /// A value-producing expression.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum VExpr {
-    Column { field: FieldId, kind: ColKind },
-    Json { field: FieldId, path: Vec<PathElem> },
+    Column {
+        field: FieldId,
+        kind: ColKind,
+    },
+    Json {
+        field: FieldId,
+        path: Vec<PathElem>,
+    },
     Lit(Lit),
-    Arith { op: ArithOp, lhs: Box<VExpr>, rhs: Box<VExpr>, ty: Ty },
-    Neg { expr: Box<VExpr>, ty: Ty },
+    Arith {
+        op: ArithOp,
+        lhs: Box<VExpr>,
+        rhs: Box<VExpr>,
+        ty: Ty,
+    },
+    Neg {
+        expr: Box<VExpr>,
+        ty: Ty,
+    },
     /// `array_length(json path)`: the length of a JSON array, null otherwise.
     ArrayLength(Box<VExpr>),
 }
@@ -107,7 +121,10 @@ pub(crate) enum InSet {
     /// Sorted by total order, deduplicated, no negative zero.
     Floats(Vec<f64>),
     Strs(HashSet<String>),
-    Bools { has_true: bool, has_false: bool },
+    Bools {
+        has_true: bool,
+        has_false: bool,
+    },
     /// Per-row comparison against the literals (JSON values).
     Dyn,
 }
@@ -168,15 +185,38 @@ pub(crate) enum PExpr {
     Or(Vec<PExpr>),
     Not(Box<PExpr>),
     /// `lhs op rhs`; when one side is a constant it is `rhs`.
-    Cmp { lhs: VExpr, op: CmpOp, rhs: VExpr },
+    Cmp {
+        lhs: VExpr,
+        op: CmpOp,
+        rhs: VExpr,
+    },
     /// `value op1 lo and value op2 hi` with constant bounds, `value` evaluated once.
-    Range { value: VExpr, lower: (CmpOp, Lit), upper: (CmpOp, Lit) },
-    In { value: VExpr, list: Vec<Lit>, set: InSet, negated: bool },
-    Like { value: VExpr, pattern: LikePattern },
-    IsNull { value: VExpr, negated: bool },
+    Range {
+        value: VExpr,
+        lower: (CmpOp, Lit),
+        upper: (CmpOp, Lit),
+    },
+    In {
+        value: VExpr,
+        list: Vec<Lit>,
+        set: InSet,
+        negated: bool,
+    },
+    Like {
+        value: VExpr,
+        pattern: LikePattern,
+    },
+    IsNull {
+        value: VExpr,
+        negated: bool,
+    },
     /// A bool field or JSON path used as a predicate.
     Truthy(VExpr),
-    Contains { value: VExpr, mode: ContainsMode, items: Vec<Lit> },
+    Contains {
+        value: VExpr,
+        mode: ContainsMode,
+        items: Vec<Lit>,
+    },
     Exists(VExpr),
 }
 
@@ -366,7 +406,9 @@ impl Operand<'_> {
                 format!("field {} ({})", self.node, self.dt.map_or("unknown", |d| d.as_str_name()))
             }
             (VExpr::Json { .. }, _) => format!("JSON value {}", self.node),
-            (VExpr::Lit(_), ExprKind::Template(_)) => format!("template value {} of type {}", self.node, self.ty.name()),
+            (VExpr::Lit(_), ExprKind::Template(_)) => {
+                format!("template value {} of type {}", self.node, self.ty.name())
+            }
             (VExpr::Lit(_), _) => format!("{} literal {}", self.ty.name(), self.node),
             _ => format!("{} expression {}", self.ty.name(), self.node),
         }
@@ -477,7 +519,11 @@ impl<'s> Compiler<'s> {
                 let o = self.value(value)?;
                 if !matches!(o.v, VExpr::Column { .. } | VExpr::Json { .. }) {
                     return Err(ExprError::type_err(
-                        format!("'is {}null' requires a field or JSON path, got {}", if *negated { "not " } else { "" }, o.describe()),
+                        format!(
+                            "'is {}null' requires a field or JSON path, got {}",
+                            if *negated { "not " } else { "" },
+                            o.describe()
+                        ),
                         e.pos,
                     ));
                 }
@@ -566,7 +612,10 @@ impl<'s> Compiler<'s> {
         let v = self.value(value)?;
         let l = self.value(list)?;
         let Some(Lit::Array(items)) = l.lit() else {
-            return Err(ExprError::type_err(format!("'in' requires an array of literals, got {}", l.describe()), list.pos));
+            return Err(ExprError::type_err(
+                format!("'in' requires an array of literals, got {}", l.describe()),
+                list.pos,
+            ));
         };
         if v.ty == Ty::Array {
             return Err(ExprError::type_err(format!("cannot test {} with 'in'", v.describe()), pos));
@@ -608,7 +657,10 @@ impl<'s> Compiler<'s> {
         }
         let p = self.value(pattern)?;
         let Some(Lit::Str(text)) = p.lit() else {
-            return Err(ExprError::type_err(format!("like pattern must be a string, got {}", p.describe()), pattern.pos));
+            return Err(ExprError::type_err(
+                format!("like pattern must be a string, got {}", p.describe()),
+                pattern.pos,
+            ));
         };
         let pattern = LikePattern::compile(text);
         if let Some(Lit::Str(s)) = v.lit() {
@@ -713,7 +765,10 @@ impl<'s> Compiler<'s> {
             ExprKind::Arith { op, lhs, rhs } => self.arith(*op, lhs, rhs, e),
             ExprKind::Call { name, args } if name.eq_ignore_ascii_case("array_length") => {
                 if args.len() != 1 {
-                    return Err(ExprError::type_err(format!("array_length expects 1 argument, got {}", args.len()), e.pos));
+                    return Err(ExprError::type_err(
+                        format!("array_length expects 1 argument, got {}", args.len()),
+                        e.pos,
+                    ));
                 }
                 let o = self.value(&args[0])?;
                 if !matches!(o.v, VExpr::Json { .. }) {
@@ -740,12 +795,16 @@ impl<'s> Compiler<'s> {
             | ExprKind::IsNull { .. }
             | ExprKind::And(_)
             | ExprKind::Or(_)
-            | ExprKind::Exists(_) => Err(ExprError::type_err(format!("expected a value, got boolean expression {e}"), e.pos)),
+            | ExprKind::Exists(_) => {
+                Err(ExprError::type_err(format!("expected a value, got boolean expression {e}"), e.pos))
+            }
         }
     }
 
     fn field<'e>(&self, name: &str, path: &[PathElem], e: &'e Expr) -> Result<Operand<'e>, ExprError> {
-        let json = |field: FieldId, path: Vec<PathElem>| Ok(Operand { v: VExpr::Json { field, path }, ty: Ty::Json, node: e, dt: None });
+        let json = |field: FieldId, path: Vec<PathElem>| {
+            Ok(Operand { v: VExpr::Json { field, path }, ty: Ty::Json, node: e, dt: None })
+        };
         if name == fv_common::DYNAMIC_FIELD_NAME {
             return match self.schema.dynamic() {
                 Some(d) => json(d.id, path.to_vec()),
@@ -774,11 +833,20 @@ impl<'s> Compiler<'s> {
             };
             if !path.is_empty() {
                 return Err(ExprError::type_err(
-                    format!("field {} ({}) is not a JSON field and cannot be subscripted", f.name, f.data_type.as_str_name()),
+                    format!(
+                        "field {} ({}) is not a JSON field and cannot be subscripted",
+                        f.name,
+                        f.data_type.as_str_name()
+                    ),
                     e.pos,
                 ));
             }
-            return Ok(Operand { v: VExpr::Column { field: f.id, kind }, ty: kind.ty(), node: e, dt: Some(f.data_type) });
+            return Ok(Operand {
+                v: VExpr::Column { field: f.id, kind },
+                ty: kind.ty(),
+                node: e,
+                dt: Some(f.data_type),
+            });
         }
         if let Some(d) = self.schema.dynamic() {
             let mut full = Vec::with_capacity(path.len() + 1);
@@ -800,7 +868,10 @@ impl<'s> Compiler<'s> {
                 ));
             }
             if op == ArithOp::Mod && o.ty == Ty::Float {
-                return Err(ExprError::type_err(format!("operator '%' requires integer operands, got {}", o.describe()), e.pos));
+                return Err(ExprError::type_err(
+                    format!("operator '%' requires integer operands, got {}", o.describe()),
+                    e.pos,
+                ));
             }
         }
         let ty = match (l.ty, r.ty) {
@@ -870,7 +941,9 @@ fn build_set(v: &VExpr, ty: Ty, items: &[Lit]) -> InSet {
                 .iter()
                 .filter_map(|l| match l {
                     Lit::Int(i) => Some(*i),
-                    Lit::Float(f) if f.fract() == 0.0 && *f >= -9.223_372_036_854_776e18 && *f < 9.223_372_036_854_776e18 => {
+                    Lit::Float(f)
+                        if f.fract() == 0.0 && *f >= -9.223_372_036_854_776e18 && *f < 9.223_372_036_854_776e18 =>
+                    {
                         Some(*f as i64)
                     }
                     _ => None,
@@ -898,10 +971,9 @@ fn build_set(v: &VExpr, ty: Ty, items: &[Lit]) -> InSet {
                 })
                 .collect(),
         ),
-        Ty::Bool => InSet::Bools {
-            has_true: items.contains(&Lit::Bool(true)),
-            has_false: items.contains(&Lit::Bool(false)),
-        },
+        Ty::Bool => {
+            InSet::Bools { has_true: items.contains(&Lit::Bool(true)), has_false: items.contains(&Lit::Bool(false)) }
+        }
         Ty::Json | Ty::Array => InSet::Dyn,
     }
 }

@@ -140,8 +140,9 @@ fn random_json(r: &mut Rng) -> Value {
     }
     if r.chance(80) {
         let len = r.range(0, 5);
-        let arr: Vec<Value> =
-            (0..len).map(|_| if r.chance(70) { json!(r.range(0, 4)) } else { json!(*r.pick(&["x", "y", "1"])) }).collect();
+        let arr: Vec<Value> = (0..len)
+            .map(|_| if r.chance(70) { json!(r.range(0, 4)) } else { json!(*r.pick(&["x", "y", "1"])) })
+            .collect();
         m.insert("arr".into(), Value::Array(arr));
     } else if r.chance(50) {
         m.insert("arr".into(), json!("not an array"));
@@ -384,9 +385,10 @@ fn cases() -> Vec<(&'static str, RefFn)> {
         ("b in [true]", |r| Some(r.b)),
         ("n not in [1, 2, 3]", |r| r.n.map(|x| ![1, 2, 3].contains(&x))),
         ("ns in ['a', 'b']", |r| r.ns.as_ref().map(|x| x == "a" || x == "b")),
-        ("i16 in [-99, -98, -97, -96, -95, -94, -93, -92, -91, -90, -89, -88, -87, -86, -85, -84, -83, -82, 0, 99]", |r| {
-            Some((-99..=-82).contains(&r.i16) || r.i16 == 0 || r.i16 == 99)
-        }),
+        (
+            "i16 in [-99, -98, -97, -96, -95, -94, -93, -92, -91, -90, -89, -88, -87, -86, -85, -84, -83, -82, 0, 99]",
+            |r| Some((-99..=-82).contains(&r.i16) || r.i16 == 0 || r.i16 == 99),
+        ),
         ("i32 * 2 in [4, 6, 8]", |r| Some([4, 6, 8].contains(&(r.i32 * 2)))),
         // like
         ("s like 'ab%'", |r| Some(r.s.starts_with("ab"))),
@@ -457,8 +459,12 @@ fn cases() -> Vec<(&'static str, RefFn)> {
         ("i8 == j['a']", |r| jnum(jget(&r.j, &["a"])).map(|x| r.i8 as f64 == x)),
         ("json_contains(j['arr'], 1)", |r| jarr(jget(&r.j, &["arr"])).map(|a| has_num(a, 1.0))),
         ("JSON_CONTAINS(j['arr'], 'x')", |r| jarr(jget(&r.j, &["arr"])).map(|a| has_str(a, "x"))),
-        ("json_contains_all(j['arr'], [1, 'x'])", |r| jarr(jget(&r.j, &["arr"])).map(|a| has_num(a, 1.0) && has_str(a, "x"))),
-        ("json_contains_any(j['arr'], [3, 'y'])", |r| jarr(jget(&r.j, &["arr"])).map(|a| has_num(a, 3.0) || has_str(a, "y"))),
+        ("json_contains_all(j['arr'], [1, 'x'])", |r| {
+            jarr(jget(&r.j, &["arr"])).map(|a| has_num(a, 1.0) && has_str(a, "x"))
+        }),
+        ("json_contains_any(j['arr'], [3, 'y'])", |r| {
+            jarr(jget(&r.j, &["arr"])).map(|a| has_num(a, 3.0) || has_str(a, "y"))
+        }),
         ("array_contains_any(j['arr'], [])", |r| jarr(jget(&r.j, &["arr"])).map(|_| false)),
         ("array_contains_all(j['arr'], [])", |r| jarr(jget(&r.j, &["arr"])).map(|_| true)),
         ("not json_contains(j['arr'], 2)", |r| jarr(jget(&r.j, &["arr"])).map(|a| !has_num(a, 2.0))),
@@ -471,11 +477,14 @@ fn cases() -> Vec<(&'static str, RefFn)> {
         ("size == 'big'", |r| jstr(jget(&r.meta, &["size"])).map(|x| x == "big")),
         ("size is null", |r| Some(jnull(jget(&r.meta, &["size"])))),
         ("color is not null and size in [1, 2]", |r| {
-            and3(Some(!jnull(jget(&r.meta, &["color"]))), match jget(&r.meta, &["size"]) {
-                Some(Value::Number(x)) => Some(x.as_f64() == Some(1.0) || x.as_f64() == Some(2.0)),
-                Some(Value::String(_)) => None,
-                _ => None,
-            })
+            and3(
+                Some(!jnull(jget(&r.meta, &["color"]))),
+                match jget(&r.meta, &["size"]) {
+                    Some(Value::Number(x)) => Some(x.as_f64() == Some(1.0) || x.as_f64() == Some(2.0)),
+                    Some(Value::String(_)) => None,
+                    _ => None,
+                },
+            )
         }),
         ("json_contains(tags, 'a')", |r| jarr(jget(&r.meta, &["tags"])).map(|a| has_str(a, "a"))),
         ("tags[0] == 'b'", |r| jstr(jget(&r.meta, &["tags", "0"])).map(|x| x == "b")),
@@ -636,7 +645,8 @@ fn bench_million_rows() {
     let mut seg = segment(&vec![base; n], &schema);
     let mut r = Rng(5);
     seg.columns[6] = Column::new(106, ColumnData::Int64((0..n).map(|_| r.range(0, 100)).collect()));
-    seg.columns[9] = Column::new(109, ColumnData::VarChar((0..n).map(|_| format!("{:x}", r.range(0, 1 << 16))).collect()));
+    seg.columns[9] =
+        Column::new(109, ColumnData::VarChar((0..n).map(|_| format!("{:x}", r.range(0, 1 << 16))).collect()));
     seg.columns[10] = Column::new(110, ColumnData::Json((0..n).map(|_| json!({"a": r.range(0, 100)})).collect()));
     for e in [
         "i64 > 30",
@@ -700,7 +710,10 @@ fn type_errors() {
     );
     assert_eq!(cerr("1 < s <= 5"), "cannot compare integer literal 1 with field s (VarChar) at position 2");
     // like
-    assert_eq!(cerr("i64 like 'a%'"), "like requires a VarChar field or a JSON path, got field i64 (Int64) at position 4");
+    assert_eq!(
+        cerr("i64 like 'a%'"),
+        "like requires a VarChar field or a JSON path, got field i64 (Int64) at position 4"
+    );
     assert_eq!(cerr("s like 5"), "like pattern must be a string, got integer literal 5 at position 7");
     assert_eq!(cerr("s like ns"), "like pattern must be a string, got field ns (VarChar) at position 7");
     // arithmetic
@@ -709,7 +722,10 @@ fn type_errors() {
     assert_eq!(cerr("d % 2 == 0"), "operator '%' requires integer operands, got field d (Double) at position 2");
     assert_eq!(cerr("i8 % 2.5 == 0"), "operator '%' requires integer operands, got float literal 2.5 at position 3");
     assert_eq!(cerr("-s == 'a'"), "unary '-' cannot be applied to field s (VarChar) at position 0");
-    assert_eq!(cerr("'a' + 'b' == s"), "arithmetic operator '+' cannot be applied to string literal \"a\" at position 4");
+    assert_eq!(
+        cerr("'a' + 'b' == s"),
+        "arithmetic operator '+' cannot be applied to string literal \"a\" at position 4"
+    );
     // in
     assert_eq!(
         cerr("i64 in [1, 'x', 3]"),
@@ -732,15 +748,30 @@ fn type_errors() {
     assert_eq!(cerr("not 'x'"), "expected a boolean expression, got string literal \"x\" at position 4");
     assert_eq!(cerr("(i8 > 1) + 1 > 2"), "expected a value, got boolean expression (i8 > 1) at position 4");
     assert_eq!(cerr("i8 == 1 == true"), "expected a value, got boolean expression (i8 == 1) at position 3");
-    assert_eq!(cerr("array_length(j['arr'])"), "expected a boolean expression, got JSON expression array_length(j[\"arr\"]) at position 0");
+    assert_eq!(
+        cerr("array_length(j['arr'])"),
+        "expected a boolean expression, got JSON expression array_length(j[\"arr\"]) at position 0"
+    );
     // functions
     assert_eq!(cerr("foo(i8) > 1"), "function foo is not supported at position 0");
-    assert_eq!(cerr("json_contains(i8, 1)"), "json_contains requires a JSON field or path as its first argument, got field i8 (Int8) at position 14");
+    assert_eq!(
+        cerr("json_contains(i8, 1)"),
+        "json_contains requires a JSON field or path as its first argument, got field i8 (Int8) at position 14"
+    );
     assert_eq!(cerr("json_contains(j)"), "json_contains expects 2 arguments, got 1 at position 0");
-    assert_eq!(cerr("json_contains_all(j, 1)"), "json_contains_all requires an array literal as its second argument, got integer literal 1 at position 21");
-    assert_eq!(cerr("json_contains(j, i8)"), "json_contains requires a literal as its second argument, got field i8 (Int8) at position 17");
+    assert_eq!(
+        cerr("json_contains_all(j, 1)"),
+        "json_contains_all requires an array literal as its second argument, got integer literal 1 at position 21"
+    );
+    assert_eq!(
+        cerr("json_contains(j, i8)"),
+        "json_contains requires a literal as its second argument, got field i8 (Int8) at position 17"
+    );
     assert_eq!(cerr("exists i8"), "exists requires a JSON field or path, got field i8 (Int8) at position 0");
-    assert_eq!(cerr("(i8 + 1) is null"), "'is null' requires a field or JSON path, got integer expression (i8 + 1) at position 9");
+    assert_eq!(
+        cerr("(i8 + 1) is null"),
+        "'is null' requires a field or JSON path, got integer expression (i8 + 1) at position 9"
+    );
     // classes
     assert_eq!(cerr_kind("i64 == 'abc'"), ExprErrorKind::Type);
     assert_eq!(cerr_kind("i64 == "), ExprErrorKind::Syntax);
@@ -852,7 +883,9 @@ fn templates() {
             "words".to_string(),
             TemplateValue {
                 val: Some(template_value::Val::ArrayVal(TemplateArrayValue {
-                    data: Some(template_array_value::Data::StringData(StringArray { data: vec!["a".into(), "b".into()] })),
+                    data: Some(template_array_value::Data::StringData(StringArray {
+                        data: vec!["a".into(), "b".into()],
+                    })),
                 })),
             },
         ),
@@ -866,11 +899,14 @@ fn templates() {
                 })),
             },
         ),
-        ("obj".to_string(), TemplateValue {
-            val: Some(template_value::Val::ArrayVal(TemplateArrayValue {
-                data: Some(template_array_value::Data::JsonData(JsonArray { data: vec![b"{}".to_vec()] })),
-            })),
-        }),
+        (
+            "obj".to_string(),
+            TemplateValue {
+                val: Some(template_value::Val::ArrayVal(TemplateArrayValue {
+                    data: Some(template_array_value::Data::JsonData(JsonArray { data: vec![b"{}".to_vec()] })),
+                })),
+            },
+        ),
     ]);
     let run = |e: &str| compile(e, &s, &params).unwrap_or_else(|x| panic!("{e}: {x}")).evaluate(&seg).expect("runs");
     let want = |f: &dyn Fn(&Row) -> bool| rows.iter().map(f).collect::<Vec<_>>();
@@ -879,10 +915,13 @@ fn templates() {
     assert_eq!(run("b == {flag}"), want(&|r| r.b));
     assert_eq!(run("{flag}"), vec![true; 200]);
     assert_eq!(run("i16 in {ids}"), want(&|r| [1, 2, 3].contains(&r.i16)));
-    assert_eq!(run("j['a'] in {mixed}"), want(&|r| {
-        let a = jget(&r.j, &["a"]);
-        a == Some(&json!(1)) || a == Some(&json!("ab")) || a == Some(&json!([1, 2]))
-    }));
+    assert_eq!(
+        run("j['a'] in {mixed}"),
+        want(&|r| {
+            let a = jget(&r.j, &["a"]);
+            a == Some(&json!(1)) || a == Some(&json!("ab")) || a == Some(&json!([1, 2]))
+        })
+    );
     let e = compile("i8 > {missing}", &s, &params).expect_err("missing");
     assert_eq!(e.kind, ExprErrorKind::Template);
     assert_eq!(e.to_string(), "the value of expression template variable name {missing} is not found at position 5");
@@ -929,7 +968,9 @@ fn deep_nesting_is_an_error_or_works_never_a_crash() {
     let nested = format!("j['a'] in [{}1{}]", "[".repeat(990), "]".repeat(990));
     let p = compile(&nested, &s, &no_params()).expect("nested arrays");
     assert!(p.evaluate(&seg).is_ok());
-    let mixed = (0..400).fold("b".to_string(), |acc, i| if i % 2 == 0 { format!("({acc} and i8 > {i})") } else { format!("({acc} or not b)") });
+    let mixed = (0..400).fold("b".to_string(), |acc, i| {
+        if i % 2 == 0 { format!("({acc} and i8 > {i})") } else { format!("({acc} or not b)") }
+    });
     let p = compile(&mixed, &s, &no_params()).expect("alternating");
     assert!(p.evaluate(&seg).is_ok());
     let _ = p.clone();
@@ -966,7 +1007,11 @@ fn shallow_expressions_fit_small_stacks() {
             format!("j['a']{} > 0", " * j['a']".repeat(d)),
             format!("j['a'] in [{}1{}]", "[".repeat(d - 2), "]".repeat(d - 2)),
             (0..d / 2).fold("b".to_string(), |acc, i| {
-                if i % 2 == 0 { format!("({acc} and (i8 > {i} or s like 'a%'))") } else { format!("({acc} or not (n > {i}))") }
+                if i % 2 == 0 {
+                    format!("({acc} and (i8 > {i} or s like 'a%'))")
+                } else {
+                    format!("({acc} or not (n > {i}))")
+                }
             }),
             format!("{}i8 > 0", "-".repeat(d)),
         ];
@@ -999,10 +1044,60 @@ fn garbage_input_never_panics() {
     let s = schema();
     let mut r = Rng(99);
     let atoms = [
-        "i8", "s", "j", "j['a']", "$meta", "color", "(", ")", "[", "]", "{", "}", ",", "and", "or", "not", "in", "like",
-        "is", "null", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "1", "0x", "1.5e", "'a", "\"b\"",
-        "'%_'", "true", "exists", "json_contains", "array_length", "9223372036854775808", "\\", "$", "@", "é", "1e400",
-        "{x}", "vec", "=", "&&", "||", "!", "'\\u12'",
+        "i8",
+        "s",
+        "j",
+        "j['a']",
+        "$meta",
+        "color",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "and",
+        "or",
+        "not",
+        "in",
+        "like",
+        "is",
+        "null",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "1",
+        "0x",
+        "1.5e",
+        "'a",
+        "\"b\"",
+        "'%_'",
+        "true",
+        "exists",
+        "json_contains",
+        "array_length",
+        "9223372036854775808",
+        "\\",
+        "$",
+        "@",
+        "é",
+        "1e400",
+        "{x}",
+        "vec",
+        "=",
+        "&&",
+        "||",
+        "!",
+        "'\\u12'",
     ];
     let rows = random_rows(2, 10);
     let seg = segment(&rows, &s);

@@ -32,7 +32,14 @@ pub fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32], row_no
     }
 }
 
-fn search_one(base: &[f32], dim: usize, q: &[f32], p: &SearchParams, allowed: Option<&[bool]>, norms: Option<&[f32]>) -> Vec<Hit> {
+fn search_one(
+    base: &[f32],
+    dim: usize,
+    q: &[f32],
+    p: &SearchParams,
+    allowed: Option<&[bool]>,
+    norms: Option<&[f32]>,
+) -> Vec<Hit> {
     let mut top = TopK::new(p.metric, p.k);
     let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
     let ranged = p.radius.is_some() || p.range_filter.is_some();
@@ -52,8 +59,18 @@ fn search_one(base: &[f32], dim: usize, q: &[f32], p: &SearchParams, allowed: Op
 /// Searches `queries` (row-major, `nq * dim`) against `base` (row-major `rows * dim`).
 /// `allowed[row] == false` excludes a row (filter, deletes, visibility). Returns, per
 /// query, up to `k` hits best first. Large batches are split over the available cores.
-pub fn search(base: &[f32], dim: usize, queries: &[f32], p: &SearchParams, allowed: Option<&[bool]>, norms: Option<&[f32]>) -> Vec<Vec<Hit>> {
-    assert!(dim > 0 && base.len() % dim == 0 && queries.len() % dim == 0, "buffers must hold whole vectors");
+pub fn search(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    p: &SearchParams,
+    allowed: Option<&[bool]>,
+    norms: Option<&[f32]>,
+) -> Vec<Vec<Hit>> {
+    assert!(
+        dim > 0 && base.len().is_multiple_of(dim) && queries.len().is_multiple_of(dim),
+        "buffers must hold whole vectors"
+    );
     if let Some(a) = allowed {
         assert_eq!(a.len(), base.len() / dim, "one filter flag per row");
     }
@@ -68,7 +85,11 @@ pub fn search(base: &[f32], dim: usize, queries: &[f32], p: &SearchParams, allow
     std::thread::scope(|s| {
         let handles: Vec<_> = queries
             .chunks(per * dim)
-            .map(|chunk| s.spawn(move || chunk.chunks_exact(dim).map(|q| search_one(base, dim, q, p, allowed, norms)).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk.chunks_exact(dim).map(|q| search_one(base, dim, q, p, allowed, norms)).collect::<Vec<_>>()
+                })
+            })
             .collect();
         for h in handles {
             out.extend(h.join().expect("search worker does not panic"));

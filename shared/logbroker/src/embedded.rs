@@ -1475,7 +1475,6 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-
 impl EmbeddedBroker {
     /// Appends a batch; `durable` asks for fdatasync before the reply (see the fsync policy).
     async fn append(&self, topic: &str, messages: Vec<OutgoingMessage>, durable: bool) -> Result<Vec<Position>> {

@@ -11,9 +11,9 @@
 
 pub mod actor;
 pub mod context;
+pub mod retry;
 pub mod rpc;
 pub mod rpcs;
-pub mod retry;
 pub mod session;
 pub mod shutdown;
 pub mod telemetry;

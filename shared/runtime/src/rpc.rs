@@ -104,12 +104,15 @@ pub fn subject<R: Rpc>(target: Target) -> String {
 fn transport_error(role: Role, method: &str, e: BrokerError) -> FvError {
     match e {
         BrokerError::NoResponders { .. } => {
-            FvError::new(Code::ServiceUnavailable, format!("service unavailable: no {role} serves {method}")).retriable(true)
+            FvError::new(Code::ServiceUnavailable, format!("service unavailable: no {role} serves {method}"))
+                .retriable(true)
         }
         BrokerError::Timeout { timeout_ms, .. } => {
-            FvError::new(Code::Timeout, format!("{role}.{method} did not answer within {timeout_ms} ms")).retriable(true)
+            FvError::new(Code::Timeout, format!("{role}.{method} did not answer within {timeout_ms} ms"))
+                .retriable(true)
         }
-        other => FvError::new(Code::ServiceUnavailable, format!("calling {role}.{method}: {other}")).retriable(other.is_retriable()),
+        other => FvError::new(Code::ServiceUnavailable, format!("calling {role}.{method}: {other}"))
+            .retriable(other.is_retriable()),
     }
 }
 
@@ -134,7 +137,12 @@ impl RpcClient {
         self.call_with_timeout::<R>(target, req, self.timeout).await
     }
 
-    pub async fn call_with_timeout<R: Rpc>(&self, target: Target, req: &R::Req, timeout: Duration) -> FvResult<R::Resp> {
+    pub async fn call_with_timeout<R: Rpc>(
+        &self,
+        target: Target,
+        req: &R::Req,
+        timeout: Duration,
+    ) -> FvResult<R::Resp> {
         let resp = self.call_unchecked::<R>(target, req, timeout).await?;
         match resp.status().and_then(FvError::from_status) {
             Some(e) => Err(e),
@@ -151,7 +159,8 @@ impl RpcClient {
             .request(&subject, payload, Vec::new(), timeout)
             .await
             .map_err(|e| transport_error(R::ROLE, R::METHOD, e))?;
-        R::Resp::decode(reply).map_err(|e| FvError::internal(format!("undecodable reply from {}.{}: {e}", R::ROLE, R::METHOD)))
+        R::Resp::decode(reply)
+            .map_err(|e| FvError::internal(format!("undecodable reply from {}.{}: {e}", R::ROLE, R::METHOD)))
     }
 
     /// Calls, retrying retriable failures (e.g. the role is still starting) until
@@ -210,7 +219,10 @@ impl RpcServer {
                             },
                             Err(e) => {
                                 let mut r = R::Resp::default();
-                                r.set_status(FvError::invalid_parameter(format!("undecodable {} request: {e}", R::METHOD)).to_status());
+                                r.set_status(
+                                    FvError::invalid_parameter(format!("undecodable {} request: {e}", R::METHOD))
+                                        .to_status(),
+                                );
                                 r
                             }
                         };

@@ -28,7 +28,10 @@ macro_rules! rpcs {
     };
 }
 
-use fv_proto::fv::{common as c, datacoord as dc, datanode as dn, index as ix, proxy as px, querycoord as qc, querynode as qn, rootcoord as rc};
+use fv_proto::fv::{
+    common as c, datacoord as dc, datanode as dn, index as ix, proxy as px, querycoord as qc, querynode as qn,
+    rootcoord as rc,
+};
 
 has_status!(
     c::StatusResponse,

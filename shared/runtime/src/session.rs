@@ -41,7 +41,8 @@ pub async fn allocate_node_id(meta: &MetaKvRef) -> FvResult<NodeId> {
                 (v + 1, Compare::mod_revision_equals(NODE_ID_KEY, kv.mod_revision))
             }
         };
-        let txn = Txn { compares: vec![cmp], success: vec![TxnOp::put(NODE_ID_KEY, next.to_string())], failure: vec![] };
+        let txn =
+            Txn { compares: vec![cmp], success: vec![TxnOp::put(NODE_ID_KEY, next.to_string())], failure: vec![] };
         if meta.txn(txn).await.map_err(meta_err)?.succeeded {
             return Ok(next);
         }
@@ -50,7 +51,14 @@ pub async fn allocate_node_id(meta: &MetaKvRef) -> FvResult<NodeId> {
 }
 
 /// Registers a live session and keeps it alive until `shutdown` fires, then revokes it.
-pub async fn register(meta: MetaKvRef, role: Role, node_id: NodeId, address: String, ttl: Duration, shutdown: Shutdown) -> FvResult<()> {
+pub async fn register(
+    meta: MetaKvRef,
+    role: Role,
+    node_id: NodeId,
+    address: String,
+    ttl: Duration,
+    shutdown: Shutdown,
+) -> FvResult<()> {
     let info = SessionInfo {
         node_id,
         role: role.name().to_string(),

@@ -72,7 +72,7 @@ pub struct PkStats {
 }
 
 impl PkStats {
-    pub fn build<'a>(pks: impl Iterator<Item = PrimaryKey> + Clone, fp_rate: f64) -> PkStats {
+    pub fn build(pks: impl Iterator<Item = PrimaryKey> + Clone, fp_rate: f64) -> PkStats {
         let n = pks.clone().count();
         let mut bloom = BloomFilter::with_capacity(n, fp_rate);
         let mut min: Option<PrimaryKey> = None;
@@ -301,7 +301,8 @@ pub fn encode_insert_log(mut header: LogHeader, column: &Column) -> Vec<u8> {
         ColumnData::Double(v) => v.iter().for_each(|x| p.0.extend_from_slice(&x.to_le_bytes())),
         ColumnData::VarChar(v) => p.strings(v.iter().map(|s| s.as_bytes())),
         ColumnData::Json(v) => {
-            let docs: Vec<Vec<u8>> = v.iter().map(|j| serde_json::to_vec(j).unwrap_or_else(|_| b"null".to_vec())).collect();
+            let docs: Vec<Vec<u8>> =
+                v.iter().map(|j| serde_json::to_vec(j).unwrap_or_else(|_| b"null".to_vec())).collect();
             p.strings(docs.iter().map(|d| d.as_slice()))
         }
         ColumnData::FloatVector { dim, data } => {
@@ -318,10 +319,7 @@ pub fn decode_insert_log(bytes: &[u8], path: &str, field: &Field) -> Result<(Log
     if h.field_id != field.id || h.data_type != field.data_type as i32 {
         return Err(r.corrupt(format!(
             "file holds field {} of type {} but field {} of type {} was expected",
-            h.field_id,
-            h.data_type,
-            field.id,
-            field.data_type as i32
+            h.field_id, h.data_type, field.id, field.data_type as i32
         )));
     }
     let n = h.row_count as usize;
@@ -337,12 +335,11 @@ pub fn decode_insert_log(bytes: &[u8], path: &str, field: &Field) -> Result<(Log
     if data.len() != n {
         return Err(r.corrupt(format!("{} values for {n} rows", data.len())));
     }
-    if field.data_type == DataType::FloatVector {
-        if let ColumnData::FloatVector { dim, .. } = &data {
-            if *dim != field.dim {
-                return Err(r.corrupt(format!("dimension {dim} but the schema says {}", field.dim)));
-            }
-        }
+    if field.data_type == DataType::FloatVector
+        && let ColumnData::FloatVector { dim, .. } = &data
+        && *dim != field.dim
+    {
+        return Err(r.corrupt(format!("dimension {dim} but the schema says {}", field.dim)));
     }
     Ok((h, Column { field_id: field.id, data, valid }))
 }
@@ -379,7 +376,8 @@ fn decode_column_data(r: &mut Reader<'_>, t: DataType, n: usize) -> Result<Colum
 
 /// Encodes the row timestamps of a segment (system field 1).
 pub fn encode_timestamp_log(header: LogHeader, timestamps: &[Timestamp]) -> Vec<u8> {
-    let col = Column::new(fv_common::TIMESTAMP_FIELD_ID, ColumnData::Int64(timestamps.iter().map(|t| *t as i64).collect()));
+    let col =
+        Column::new(fv_common::TIMESTAMP_FIELD_ID, ColumnData::Int64(timestamps.iter().map(|t| *t as i64).collect()));
     encode_insert_log(header, &col)
 }
 
@@ -400,7 +398,11 @@ pub fn decode_timestamp_log(bytes: &[u8], path: &str) -> Result<Vec<Timestamp>> 
     let (_, col) = decode_insert_log(bytes, path, &field)?;
     match col.data {
         ColumnData::Int64(v) => Ok(v.into_iter().map(|t| t as u64).collect()),
-        _ => Err(StorageError::Corrupt { kind: "insert log", path: path.into(), reason: "timestamps are not int64".into() }),
+        _ => Err(StorageError::Corrupt {
+            kind: "insert log",
+            path: path.into(),
+            reason: "timestamps are not int64".into(),
+        }),
     }
 }
 
@@ -556,9 +558,16 @@ mod tests {
             (field(107, DataType::VarChar, 0, false), ColumnData::VarChar(vec!["".into(), "héllo".into(), "x".into()])),
             (
                 field(108, DataType::Json, 0, false),
-                ColumnData::Json(vec![serde_json::json!({"a": 1}), serde_json::json!([1, "b"]), serde_json::Value::Null]),
+                ColumnData::Json(vec![
+                    serde_json::json!({"a": 1}),
+                    serde_json::json!([1, "b"]),
+                    serde_json::Value::Null,
+                ]),
             ),
-            (field(109, DataType::FloatVector, 2, false), ColumnData::FloatVector { dim: 2, data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] }),
+            (
+                field(109, DataType::FloatVector, 2, false),
+                ColumnData::FloatVector { dim: 2, data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] },
+            ),
         ];
         for (f, data) in cases {
             let valid = f.nullable.then(|| vec![true, false, true]);

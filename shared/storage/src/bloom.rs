@@ -27,8 +27,11 @@ impl BloomFilter {
 
     /// Rebuilds a filter from its stored parts; None when they are inconsistent.
     pub fn from_parts(num_bits: u64, num_hashes: u32, words: Vec<u64>) -> Option<BloomFilter> {
-        (num_bits > 0 && num_hashes > 0 && num_bits == words.len() as u64 * 64)
-            .then_some(BloomFilter { num_bits, num_hashes, words })
+        (num_bits > 0 && num_hashes > 0 && num_bits == words.len() as u64 * 64).then_some(BloomFilter {
+            num_bits,
+            num_hashes,
+            words,
+        })
     }
 
     pub fn num_bits(&self) -> u64 {

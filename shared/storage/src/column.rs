@@ -29,7 +29,10 @@ pub enum ColumnData {
     VarChar(Vec<String>),
     Json(Vec<serde_json::Value>),
     /// Row-major `len * dim` floats.
-    FloatVector { dim: usize, data: Vec<f32> },
+    FloatVector {
+        dim: usize,
+        data: Vec<f32>,
+    },
 }
 
 impl ColumnData {
@@ -186,7 +189,10 @@ impl Column {
 
     pub fn append(&mut self, other: &Column) -> Result<()> {
         if !self.data.same_kind(&other.data) {
-            return Err(StorageError::Invalid(format!("cannot append column of field {} to field {}", other.field_id, self.field_id)));
+            return Err(StorageError::Invalid(format!(
+                "cannot append column of field {} to field {}",
+                other.field_id, self.field_id
+            )));
         }
         let before = self.len();
         match (&mut self.valid, &other.valid) {
@@ -257,13 +263,20 @@ impl Column {
         let default = default_column_value(field);
         let Some(fd) = fd else {
             if let Some(dv) = default {
-                return Ok(Column { field_id: field.id, data: repeat_value(&dv, num_rows, field)?, valid: field.nullable.then(|| vec![true; num_rows]) });
+                return Ok(Column {
+                    field_id: field.id,
+                    data: repeat_value(&dv, num_rows, field)?,
+                    valid: field.nullable.then(|| vec![true; num_rows]),
+                });
             }
             if field.nullable {
                 let data = repeat_value(&placeholder(field)?, num_rows, field)?;
                 return Ok(Column { field_id: field.id, data, valid: Some(vec![false; num_rows]) });
             }
-            return Err(StorageError::Invalid(format!("Insert missed an field `{}` to collection without set nullable==true or set default_value", field.name)));
+            return Err(StorageError::Invalid(format!(
+                "Insert missed an field `{}` to collection without set nullable==true or set default_value",
+                field.name
+            )));
         };
         if let Some(t) = DataType::try_from(fd.r#type).ok().filter(|t| *t != DataType::None) {
             let compatible = t == field.data_type || (field.data_type == DataType::VarChar && t == DataType::String);
@@ -285,10 +298,8 @@ impl Column {
                 fd.valid_data.len()
             )));
         }
-        if has_flags && !(field.nullable || default.is_some()) {
-            if fd.valid_data.iter().any(|v| !v) {
-                return Err(StorageError::Invalid(format!("field {} is not nullable but got null values", field.name)));
-            }
+        if has_flags && !(field.nullable || default.is_some()) && fd.valid_data.iter().any(|v| !v) {
+            return Err(StorageError::Invalid(format!("field {} is not nullable but got null values", field.name)));
         }
         let column = if has_flags && values.len() != num_rows {
             // Compacted: one value per valid row.
@@ -310,7 +321,11 @@ impl Column {
                 )));
             }
             let mut data = values;
-            let mut valid = if field.nullable { Some(if has_flags { fd.valid_data.clone() } else { vec![true; num_rows] }) } else { None };
+            let mut valid = if field.nullable {
+                Some(if has_flags { fd.valid_data.clone() } else { vec![true; num_rows] })
+            } else {
+                None
+            };
             if let (Some(dv), true) = (&default, has_flags) {
                 // Null rows of a defaulted field take the default value.
                 let rows: Vec<usize> = (0..num_rows).filter(|&r| !fd.valid_data[r]).collect();
@@ -373,7 +388,7 @@ fn encode_scalars(c: &ColumnData) -> ScalarData {
 /// Placeholder stored at null rows.
 fn placeholder(field: &Field) -> Result<ColumnData> {
     let mut c = ColumnData::empty_of(field.data_type, field.dim)?;
-    let one = match &mut c {
+    match &mut c {
         ColumnData::Bool(v) => v.push(false),
         ColumnData::Int8(v) => v.push(0),
         ColumnData::Int16(v) => v.push(0),
@@ -385,7 +400,7 @@ fn placeholder(field: &Field) -> Result<ColumnData> {
         ColumnData::Json(v) => v.push(serde_json::Value::Null),
         ColumnData::FloatVector { dim, data } => data.extend(std::iter::repeat_n(0.0, *dim)),
     };
-    let () = one;
+    let () = ();
     Ok(c)
 }
 
@@ -413,7 +428,8 @@ fn repeat_value(one: &ColumnData, n: usize, _field: &Field) -> Result<ColumnData
 fn fill_rows(mut data: ColumnData, rows: &[usize], one: &ColumnData, field: &Field) -> Result<ColumnData> {
     // Rebuild by gathering from [data ++ one]: rows listed take index `len` (the default).
     let len = data.len();
-    data.append(one).map_err(|_| StorageError::Invalid(format!("default value of field {} has the wrong type", field.name)))?;
+    data.append(one)
+        .map_err(|_| StorageError::Invalid(format!("default value of field {} has the wrong type", field.name)))?;
     let mut idx: Vec<usize> = (0..len).collect();
     for &r in rows {
         idx[r] = len;
@@ -484,27 +500,36 @@ fn decode_values(fd: &FieldData, field: &Field) -> Result<ColumnData> {
                 (DataType::Int8, ScalarData::IntData(a)) => ColumnData::Int8(
                     a.data
                         .iter()
-                        .map(|&x| i8::try_from(x).map_err(|_| StorageError::Invalid(format!("value {x} of field {name} is out of range for Int8"))))
+                        .map(|&x| {
+                            i8::try_from(x).map_err(|_| {
+                                StorageError::Invalid(format!("value {x} of field {name} is out of range for Int8"))
+                            })
+                        })
                         .collect::<Result<_>>()?,
                 ),
                 (DataType::Int16, ScalarData::IntData(a)) => ColumnData::Int16(
                     a.data
                         .iter()
-                        .map(|&x| i16::try_from(x).map_err(|_| StorageError::Invalid(format!("value {x} of field {name} is out of range for Int16"))))
+                        .map(|&x| {
+                            i16::try_from(x).map_err(|_| {
+                                StorageError::Invalid(format!("value {x} of field {name} is out of range for Int16"))
+                            })
+                        })
                         .collect::<Result<_>>()?,
                 ),
                 (DataType::Int32, ScalarData::IntData(a)) => ColumnData::Int32(a.data.clone()),
                 (DataType::Int64, ScalarData::LongData(a)) => ColumnData::Int64(a.data.clone()),
                 (DataType::Float, ScalarData::FloatData(a)) => ColumnData::Float(a.data.clone()),
                 (DataType::Double, ScalarData::DoubleData(a)) => ColumnData::Double(a.data.clone()),
-                (DataType::VarChar | DataType::String, ScalarData::StringData(a)) => ColumnData::VarChar(a.data.clone()),
+                (DataType::VarChar | DataType::String, ScalarData::StringData(a)) => {
+                    ColumnData::VarChar(a.data.clone())
+                }
                 (DataType::Json, ScalarData::JsonData(a)) => ColumnData::Json(
                     a.data
                         .iter()
                         .map(|b| {
-                            serde_json::from_slice::<serde_json::Value>(b).map_err(|e| {
-                                StorageError::Invalid(format!("invalid JSON in field {name}: {e}"))
-                            })
+                            serde_json::from_slice::<serde_json::Value>(b)
+                                .map_err(|e| StorageError::Invalid(format!("invalid JSON in field {name}: {e}")))
                         })
                         .collect::<Result<_>>()?,
                 ),
@@ -541,15 +566,11 @@ fn validate_values(field: &Field, col: &Column) -> Result<()> {
                 )));
             }
         }
-        ColumnData::Json(v) if field.is_dynamic => {
-            if v.iter().any(|j| !j.is_object()) {
-                return Err(StorageError::Invalid("dynamic field values must be JSON objects".to_string()));
-            }
+        ColumnData::Json(v) if field.is_dynamic && v.iter().any(|j| !j.is_object()) => {
+            return Err(StorageError::Invalid("dynamic field values must be JSON objects".to_string()));
         }
-        ColumnData::FloatVector { data, .. } => {
-            if data.iter().any(|x| !x.is_finite()) {
-                return Err(StorageError::Invalid(format!("float vector field {} contains NaN or infinity", field.name)));
-            }
+        ColumnData::FloatVector { data, .. } if data.iter().any(|x| !x.is_finite()) => {
+            return Err(StorageError::Invalid(format!("float vector field {} contains NaN or infinity", field.name)));
         }
         _ => {}
     }
@@ -619,7 +640,10 @@ mod tests {
         let mut v = field(102, "vec", DataType::FloatVector);
         v.dim = 4;
         let fd = FieldData {
-            field: Some(FdField::Vectors(VectorField { dim: 3, data: Some(VectorData::FloatVector(FloatArray { data: vec![0.0; 6] })) })),
+            field: Some(FdField::Vectors(VectorField {
+                dim: 3,
+                data: Some(VectorData::FloatVector(FloatArray { data: vec![0.0; 6] })),
+            })),
             ..Default::default()
         };
         let e = Column::from_client_field_data(Some(&fd), &v, 2).unwrap_err();
@@ -627,13 +651,19 @@ mod tests {
         let mut s = field(103, "title", DataType::VarChar);
         s.max_length = 3;
         let fd = FieldData {
-            field: Some(FdField::Scalars(ScalarField { data: Some(ScalarData::StringData(StringArray { data: vec!["abcd".into()] })) })),
+            field: Some(FdField::Scalars(ScalarField {
+                data: Some(ScalarData::StringData(StringArray { data: vec!["abcd".into()] })),
+            })),
             ..Default::default()
         };
-        assert!(Column::from_client_field_data(Some(&fd), &s, 1).unwrap_err().to_string().contains("exceeds max length"));
+        assert!(
+            Column::from_client_field_data(Some(&fd), &s, 1).unwrap_err().to_string().contains("exceeds max length")
+        );
         let i8f = field(104, "tiny", DataType::Int8);
         let fd = FieldData {
-            field: Some(FdField::Scalars(ScalarField { data: Some(ScalarData::IntData(IntArray { data: vec![300] })) })),
+            field: Some(FdField::Scalars(ScalarField {
+                data: Some(ScalarData::IntData(IntArray { data: vec![300] })),
+            })),
             ..Default::default()
         };
         assert!(Column::from_client_field_data(Some(&fd), &i8f, 1).is_err());

@@ -5,9 +5,9 @@
 //! out query-major, `topks[q]` hits for query `q`. Query results are columns with the
 //! primary key always present, ordered by primary key.
 
+use fv_common::PrimaryKey;
 use fv_common::pk::PkColumn;
 use fv_common::schema::Schema;
-use fv_common::PrimaryKey;
 use fv_proto::schema::{FieldData, SearchResultData};
 
 use crate::column::Column;
@@ -38,17 +38,16 @@ fn columns_of(fields: &[FieldData], schema: &Schema, rows: usize) -> Result<Vec<
                 .fields
                 .iter()
                 .find(|f| (fd.field_id != 0 && f.id == fd.field_id) || f.name == fd.field_name)
-                .ok_or_else(|| StorageError::Invalid(format!("result column {} is not in the schema", fd.field_name)))?;
+                .ok_or_else(|| {
+                    StorageError::Invalid(format!("result column {} is not in the schema", fd.field_name))
+                })?;
             Column::from_field_data(fd, f, rows)
         })
         .collect()
 }
 
 fn encode_columns(columns: &[Column], schema: &Schema) -> Vec<FieldData> {
-    columns
-        .iter()
-        .filter_map(|c| schema.field_by_id(c.field_id).map(|f| c.to_field_data(f)))
-        .collect()
+    columns.iter().filter_map(|c| schema.field_by_id(c.field_id).map(|f| c.to_field_data(f))).collect()
 }
 
 /// Merges per-source search results into the best hits per query, dropping repeated
@@ -76,7 +75,8 @@ pub fn merge_search(
             return Err(StorageError::Invalid(format!("partial result for {} queries, expected {nq}", r.num_queries)));
         }
         let ids = r.ids.as_ref().map(PkColumn::from_ids).unwrap_or(PkColumn::Int(Vec::new()));
-        let topks: Vec<usize> = if r.topks.is_empty() { vec![0; nq] } else { r.topks.iter().map(|t| *t as usize).collect() };
+        let topks: Vec<usize> =
+            if r.topks.is_empty() { vec![0; nq] } else { r.topks.iter().map(|t| *t as usize).collect() };
         let total: usize = topks.iter().sum();
         if ids.len() != total || r.scores.len() != total || topks.len() != nq {
             return Err(StorageError::Invalid("inconsistent partial search result".into()));
@@ -130,7 +130,8 @@ pub fn merge_search(
     let mut fields_data = Vec::new();
     if let Some(first) = sources.first() {
         for (ci, col) in first.columns.iter().enumerate() {
-            let per_source: Vec<Column> = sources.iter().map(|s| s.columns.get(ci).cloned().unwrap_or_else(|| col.take(&[]))).collect();
+            let per_source: Vec<Column> =
+                sources.iter().map(|s| s.columns.get(ci).cloned().unwrap_or_else(|| col.take(&[]))).collect();
             fields_data.push(gather(&per_source, &picks)?);
         }
     }
@@ -139,7 +140,9 @@ pub fn merge_search(
         top_k: topk as i64,
         fields_data: encode_columns(&fields_data, schema),
         scores: out_scores,
-        ids: PkColumn::from_keys(&out_ids).map(|c| c.to_ids()).or_else(|| Some(if schema.pk_is_int() { PkColumn::Int(vec![]) } else { PkColumn::Str(vec![]) }.to_ids())),
+        ids: PkColumn::from_keys(&out_ids)
+            .map(|c| c.to_ids())
+            .or_else(|| Some(if schema.pk_is_int() { PkColumn::Int(vec![]) } else { PkColumn::Str(vec![]) }.to_ids())),
         topks: out_topks,
         ..Default::default()
     })
@@ -233,7 +236,13 @@ mod tests {
     use fv_proto::schema::{CollectionSchema, DataType, FieldSchema};
 
     fn schema() -> Schema {
-        let pk = FieldSchema { field_id: 100, name: "id".into(), is_primary_key: true, data_type: DataType::Int64 as i32, ..Default::default() };
+        let pk = FieldSchema {
+            field_id: 100,
+            name: "id".into(),
+            is_primary_key: true,
+            data_type: DataType::Int64 as i32,
+            ..Default::default()
+        };
         let v = FieldSchema {
             field_id: 101,
             name: "v".into(),
@@ -241,8 +250,10 @@ mod tests {
             type_params: vec![KeyValuePair { key: "dim".into(), value: "2".into() }],
             ..Default::default()
         };
-        let t = FieldSchema { field_id: 102, name: "t".into(), data_type: DataType::Int32 as i32, ..Default::default() };
-        Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v, t], ..Default::default() }).expect("schema")
+        let t =
+            FieldSchema { field_id: 102, name: "t".into(), data_type: DataType::Int32 as i32, ..Default::default() };
+        Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v, t], ..Default::default() })
+            .expect("schema")
     }
 
     fn part(ids: Vec<i64>, scores: Vec<f32>, topks: Vec<i64>, tags: Vec<i32>) -> SearchResultData {
@@ -273,7 +284,15 @@ mod tests {
         assert_eq!(tags.data, ColumnData::Int32(vec![10, 40, 50, 30]));
         // Duplicate key 1 appears once with its best score.
         let c = part(vec![1], vec![0.99], vec![1, 0], vec![12]);
-        let m = merge_search(&[part(vec![1, 2, 3], vec![0.9, 0.5, 0.7], vec![2, 1], vec![10, 20, 30]), c], &s, 2, 0, 3, true).expect("merge");
+        let m = merge_search(
+            &[part(vec![1, 2, 3], vec![0.9, 0.5, 0.7], vec![2, 1], vec![10, 20, 30]), c],
+            &s,
+            2,
+            0,
+            3,
+            true,
+        )
+        .expect("merge");
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![1, 2, 3]));
         assert_eq!(m.scores[0], 0.99);
     }
@@ -282,7 +301,7 @@ mod tests {
     fn l2_prefers_smaller_scores() {
         let s = schema();
         let a = part(vec![1, 2], vec![3.0, 1.0], vec![2], vec![0, 0]);
-        let m = merge_search(&[a.clone()], &s, 1, 0, 1, false).expect("merge");
+        let m = merge_search(std::slice::from_ref(&a), &s, 1, 0, 1, false).expect("merge");
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![2]));
         let m = merge_search(&[a], &s, 1, 1, 1, false).expect("merge with offset");
         assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![1]));
@@ -290,8 +309,18 @@ mod tests {
 
     #[test]
     fn query_merge_orders_dedups_and_pages() {
-        let a = Rows { columns: vec![Column::new(100, ColumnData::Int64(vec![5, 1, 9])), Column::new(102, ColumnData::Int32(vec![50, 10, 90]))] };
-        let b = Rows { columns: vec![Column::new(100, ColumnData::Int64(vec![3, 5])), Column::new(102, ColumnData::Int32(vec![30, 51]))] };
+        let a = Rows {
+            columns: vec![
+                Column::new(100, ColumnData::Int64(vec![5, 1, 9])),
+                Column::new(102, ColumnData::Int32(vec![50, 10, 90])),
+            ],
+        };
+        let b = Rows {
+            columns: vec![
+                Column::new(100, ColumnData::Int64(vec![3, 5])),
+                Column::new(102, ColumnData::Int32(vec![30, 51])),
+            ],
+        };
         let m = merge_query(&[a.clone(), b.clone()], 100, 0, None).expect("merge");
         assert_eq!(m.columns[0].data, ColumnData::Int64(vec![1, 3, 5, 9]));
         assert_eq!(m.columns[1].data, ColumnData::Int32(vec![10, 30, 50, 90]));

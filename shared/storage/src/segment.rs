@@ -33,7 +33,12 @@ impl SegmentData {
 
     /// Builds rows from the normalised columns of an insert message (matched by
     /// field id, or by name when the id is unset).
-    pub fn from_field_data(fields: &[FieldData], schema: &Schema, num_rows: usize, ts: Timestamp) -> Result<SegmentData> {
+    pub fn from_field_data(
+        fields: &[FieldData],
+        schema: &Schema,
+        num_rows: usize,
+        ts: Timestamp,
+    ) -> Result<SegmentData> {
         let mut columns = Vec::with_capacity(schema.fields.len());
         for f in &schema.fields {
             let fd = fields

@@ -6,6 +6,8 @@
 //! 128-d vectors and times single-vector searches at each level, interleaved so both
 //! see the same machine state. Run: `cargo bench -p fv-integration-tests --bench consistency`.
 
+#![allow(clippy::print_stdout)] // printing the figures is the point
+
 use std::time::{Duration, Instant};
 
 use fv_integration_tests::client::{Client, SearchArgs, kv, run};
@@ -18,9 +20,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = fv_config::Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.rootcoord.dml_channels = 4;
+    let config = fv_config::Config {
+        data_dir: dir.path().to_path_buf(),
+        rootcoord: fv_config::RootCoordConfig { dml_channels: 4, ..Default::default() },
+        ..Default::default()
+    };
     let iterations: usize = std::env::var("FV_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     run(async move {
         let s = ferrovec::Standalone::start(config).await.expect("standalone");
@@ -43,14 +47,24 @@ fn main() {
         // Warm up both paths.
         for level in levels {
             for q in queries.iter().take(20) {
-                c.search("bench", SearchArgs { vectors: std::slice::from_ref(q), consistency: level, ..Default::default() }).await.expect("search");
+                c.search(
+                    "bench",
+                    SearchArgs { vectors: std::slice::from_ref(q), consistency: level, ..Default::default() },
+                )
+                .await
+                .expect("search");
             }
         }
         for i in 0..iterations {
             for (k, level) in levels.iter().enumerate() {
                 let q = &queries[i % queries.len()];
                 let t = Instant::now();
-                c.search("bench", SearchArgs { vectors: std::slice::from_ref(q), consistency: *level, ..Default::default() }).await.expect("search");
+                c.search(
+                    "bench",
+                    SearchArgs { vectors: std::slice::from_ref(q), consistency: *level, ..Default::default() },
+                )
+                .await
+                .expect("search");
                 times[k].push(t.elapsed());
             }
         }
@@ -59,9 +73,19 @@ fn main() {
         }
         let med = |k: usize| percentile(&times[k], 0.5);
         let p99 = |k: usize| percentile(&times[k], 0.99);
-        println!("consistency benchmark: {iterations} single-vector searches per level, 10,000 rows x 128-d (FLAT, L2)");
-        println!("  Bounded: median {:>8.3} ms  p99 {:>8.3} ms", med(0).as_secs_f64() * 1e3, p99(0).as_secs_f64() * 1e3);
-        println!("  Strong:  median {:>8.3} ms  p99 {:>8.3} ms", med(1).as_secs_f64() * 1e3, p99(1).as_secs_f64() * 1e3);
+        println!(
+            "consistency benchmark: {iterations} single-vector searches per level, 10,000 rows x 128-d (FLAT, L2)"
+        );
+        println!(
+            "  Bounded: median {:>8.3} ms  p99 {:>8.3} ms",
+            med(0).as_secs_f64() * 1e3,
+            p99(0).as_secs_f64() * 1e3
+        );
+        println!(
+            "  Strong:  median {:>8.3} ms  p99 {:>8.3} ms",
+            med(1).as_secs_f64() * 1e3,
+            p99(1).as_secs_f64() * 1e3
+        );
         println!("  Strong / Bounded (median): {:.2}x", med(1).as_secs_f64() / med(0).as_secs_f64());
         s.stop().await;
     });

@@ -85,26 +85,43 @@ impl Client {
     pub async fn create_index(&self, name: &str, field: &str, params: Vec<KeyValuePair>) -> FvResult<()> {
         let r = self
             .api
-            .create_index(Request::new(CreateIndexRequest { collection_name: name.into(), field_name: field.into(), extra_params: params, ..Default::default() }))
+            .create_index(Request::new(CreateIndexRequest {
+                collection_name: name.into(),
+                field_name: field.into(),
+                extra_params: params,
+                ..Default::default()
+            }))
             .await
             .expect("no transport error");
         check(Some(r.get_ref()))
     }
 
     pub async fn describe_index(&self, name: &str) -> FvResult<Vec<IndexDescription>> {
-        let r = self.api.describe_index(Request::new(DescribeIndexRequest { collection_name: name.into(), ..Default::default() })).await.expect("no transport error").into_inner();
+        let r = self
+            .api
+            .describe_index(Request::new(DescribeIndexRequest { collection_name: name.into(), ..Default::default() }))
+            .await
+            .expect("no transport error")
+            .into_inner();
         check(r.status.as_ref())?;
         Ok(r.index_descriptions)
     }
 
     /// Loads and waits until loaded (as pymilvus does by polling).
     pub async fn load(&self, name: &str) -> FvResult<()> {
-        let r = self.api.load_collection(Request::new(LoadCollectionRequest { collection_name: name.into(), ..Default::default() })).await.expect("no transport error");
+        let r = self
+            .api
+            .load_collection(Request::new(LoadCollectionRequest { collection_name: name.into(), ..Default::default() }))
+            .await
+            .expect("no transport error");
         check(Some(r.get_ref()))?;
         self.wait(Duration::from_secs(60), || async {
             let p = self
                 .api
-                .get_loading_progress(Request::new(GetLoadingProgressRequest { collection_name: name.into(), ..Default::default() }))
+                .get_loading_progress(Request::new(GetLoadingProgressRequest {
+                    collection_name: name.into(),
+                    ..Default::default()
+                }))
                 .await
                 .expect("no transport error")
                 .into_inner();
@@ -117,7 +134,11 @@ impl Client {
     pub async fn create_partition(&self, name: &str, partition: &str) -> FvResult<()> {
         let r = self
             .api
-            .create_partition(Request::new(CreatePartitionRequest { collection_name: name.into(), partition_name: partition.into(), ..Default::default() }))
+            .create_partition(Request::new(CreatePartitionRequest {
+                collection_name: name.into(),
+                partition_name: partition.into(),
+                ..Default::default()
+            }))
             .await
             .expect("no transport error");
         check(Some(r.get_ref()))
@@ -126,14 +147,25 @@ impl Client {
     pub async fn drop_partition(&self, name: &str, partition: &str) -> FvResult<()> {
         let r = self
             .api
-            .drop_partition(Request::new(DropPartitionRequest { collection_name: name.into(), partition_name: partition.into(), ..Default::default() }))
+            .drop_partition(Request::new(DropPartitionRequest {
+                collection_name: name.into(),
+                partition_name: partition.into(),
+                ..Default::default()
+            }))
             .await
             .expect("no transport error");
         check(Some(r.get_ref()))
     }
 
     pub async fn release(&self, name: &str) -> FvResult<()> {
-        let r = self.api.release_collection(Request::new(ReleaseCollectionRequest { collection_name: name.into(), ..Default::default() })).await.expect("no transport error");
+        let r = self
+            .api
+            .release_collection(Request::new(ReleaseCollectionRequest {
+                collection_name: name.into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("no transport error");
         check(Some(r.get_ref()))
     }
 
@@ -141,7 +173,13 @@ impl Client {
         self.insert_into(name, "", fields, rows).await
     }
 
-    pub async fn insert_into(&self, name: &str, partition: &str, fields: Vec<FieldData>, rows: usize) -> FvResult<MutationResult> {
+    pub async fn insert_into(
+        &self,
+        name: &str,
+        partition: &str,
+        fields: Vec<FieldData>,
+        rows: usize,
+    ) -> FvResult<MutationResult> {
         let r = self
             .api
             .insert(Request::new(InsertRequest {
@@ -161,7 +199,12 @@ impl Client {
     pub async fn upsert(&self, name: &str, fields: Vec<FieldData>, rows: usize) -> FvResult<MutationResult> {
         let r = self
             .api
-            .upsert(Request::new(UpsertRequest { collection_name: name.into(), fields_data: fields, num_rows: rows as u32, ..Default::default() }))
+            .upsert(Request::new(UpsertRequest {
+                collection_name: name.into(),
+                fields_data: fields,
+                num_rows: rows as u32,
+                ..Default::default()
+            }))
             .await
             .expect("no transport error")
             .into_inner();
@@ -172,7 +215,12 @@ impl Client {
     pub async fn delete(&self, name: &str, expr: &str) -> FvResult<MutationResult> {
         let r = self
             .api
-            .delete(Request::new(DeleteRequest { collection_name: name.into(), expr: expr.into(), consistency_level: ConsistencyLevel::Strong as i32, ..Default::default() }))
+            .delete(Request::new(DeleteRequest {
+                collection_name: name.into(),
+                expr: expr.into(),
+                consistency_level: ConsistencyLevel::Strong as i32,
+                ..Default::default()
+            }))
             .await
             .expect("no transport error")
             .into_inner();
@@ -182,7 +230,12 @@ impl Client {
 
     /// Flushes and waits until every sealed segment is persisted.
     pub async fn flush(&self, name: &str) -> FvResult<()> {
-        let r = self.api.flush(Request::new(FlushRequest { collection_names: vec![name.into()], ..Default::default() })).await.expect("no transport error").into_inner();
+        let r = self
+            .api
+            .flush(Request::new(FlushRequest { collection_names: vec![name.into()], ..Default::default() }))
+            .await
+            .expect("no transport error")
+            .into_inner();
         check(r.status.as_ref())?;
         let segs = r.coll_seg_i_ds.get(name).map(|l| l.data.clone()).unwrap_or_default();
         let ts = r.coll_flush_ts.get(name).copied().unwrap_or(0);
@@ -191,7 +244,12 @@ impl Client {
             async move {
                 let s = self
                     .api
-                    .get_flush_state(Request::new(GetFlushStateRequest { segment_i_ds: segs, flush_ts: ts, collection_name: name.into(), ..Default::default() }))
+                    .get_flush_state(Request::new(GetFlushStateRequest {
+                        segment_i_ds: segs,
+                        flush_ts: ts,
+                        collection_name: name.into(),
+                        ..Default::default()
+                    }))
                     .await
                     .expect("no transport error")
                     .into_inner();
@@ -238,7 +296,14 @@ impl Client {
         r.results.ok_or_else(|| FvError::internal("search without results"))
     }
 
-    pub async fn query(&self, name: &str, expr: &str, output: &[&str], limit: Option<i64>, offset: Option<i64>) -> FvResult<QueryResults> {
+    pub async fn query(
+        &self,
+        name: &str,
+        expr: &str,
+        output: &[&str],
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> FvResult<QueryResults> {
         let mut params = vec![];
         if let Some(l) = limit {
             params.push(kv("limit", l));

@@ -3,13 +3,13 @@
 
 use fv_proto::common::KeyValuePair;
 use fv_proto::schema::field_data::Field;
+use fv_proto::schema::i_ds::IdField;
 use fv_proto::schema::scalar_field::Data;
 use fv_proto::schema::vector_field::Data as VData;
 use fv_proto::schema::{
-    BoolArray, CollectionSchema, DataType, DoubleArray, FieldData, FieldSchema, FloatArray, IntArray, JsonArray, LongArray,
-    ScalarField, StringArray, VectorField,
+    BoolArray, CollectionSchema, DataType, DoubleArray, FieldData, FieldSchema, FloatArray, IntArray, JsonArray,
+    LongArray, ScalarField, StringArray, VectorField,
 };
-use fv_proto::schema::i_ds::IdField;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -92,7 +92,12 @@ pub fn rows(seed: u64, ids: std::ops::Range<i64>) -> Vec<Row> {
 }
 
 fn scalar(name: &str, t: DataType, data: Data) -> FieldData {
-    FieldData { r#type: t as i32, field_name: name.into(), field: Some(Field::Scalars(ScalarField { data: Some(data) })), ..Default::default() }
+    FieldData {
+        r#type: t as i32,
+        field_name: name.into(),
+        field: Some(Field::Scalars(ScalarField { data: Some(data) })),
+        ..Default::default()
+    }
 }
 
 /// Columns as pymilvus sends them (nullable compacted, dynamic keys in `$meta`).
@@ -106,7 +111,12 @@ pub fn columns(rows: &[Row]) -> Vec<FieldData> {
     let mut dynamic = scalar(
         "$meta",
         DataType::Json,
-        Data::JsonData(JsonArray { data: rows.iter().map(|r| serde_json::to_vec(&serde_json::json!({"color": r.color})).expect("json")).collect() }),
+        Data::JsonData(JsonArray {
+            data: rows
+                .iter()
+                .map(|r| serde_json::to_vec(&serde_json::json!({"color": r.color})).expect("json"))
+                .collect(),
+        }),
     );
     dynamic.is_dynamic = true;
     vec![
@@ -116,18 +126,38 @@ pub fn columns(rows: &[Row]) -> Vec<FieldData> {
             field_name: "vec".into(),
             field: Some(Field::Vectors(VectorField {
                 dim: DIM as i64,
-                data: Some(VData::FloatVector(FloatArray { data: rows.iter().flat_map(|r| r.vec.iter().copied()).collect() })),
+                data: Some(VData::FloatVector(FloatArray {
+                    data: rows.iter().flat_map(|r| r.vec.iter().copied()).collect(),
+                })),
             })),
             ..Default::default()
         },
         scalar("age", DataType::Int32, Data::IntData(IntArray { data: rows.iter().map(|r| r.age).collect() })),
-        scalar("level", DataType::Int8, Data::IntData(IntArray { data: rows.iter().map(|r| r.level as i32).collect() })),
-        scalar("score", DataType::Double, Data::DoubleData(DoubleArray { data: rows.iter().map(|r| r.score).collect() })),
+        scalar(
+            "level",
+            DataType::Int8,
+            Data::IntData(IntArray { data: rows.iter().map(|r| r.level as i32).collect() }),
+        ),
+        scalar(
+            "score",
+            DataType::Double,
+            Data::DoubleData(DoubleArray { data: rows.iter().map(|r| r.score).collect() }),
+        ),
         scalar("price", DataType::Float, Data::FloatData(FloatArray { data: rows.iter().map(|r| r.price).collect() })),
-        scalar("tag", DataType::VarChar, Data::StringData(StringArray { data: rows.iter().map(|r| r.tag.clone()).collect() })),
+        scalar(
+            "tag",
+            DataType::VarChar,
+            Data::StringData(StringArray { data: rows.iter().map(|r| r.tag.clone()).collect() }),
+        ),
         scalar("flag", DataType::Bool, Data::BoolData(BoolArray { data: rows.iter().map(|r| r.flag).collect() })),
         rank,
-        scalar("meta", DataType::Json, Data::JsonData(JsonArray { data: rows.iter().map(|r| serde_json::to_vec(&r.meta).expect("json")).collect() })),
+        scalar(
+            "meta",
+            DataType::Json,
+            Data::JsonData(JsonArray {
+                data: rows.iter().map(|r| serde_json::to_vec(&r.meta).expect("json")).collect(),
+            }),
+        ),
         dynamic,
     ]
 }
@@ -216,7 +246,12 @@ pub fn brute_force(rows: &[Row], q: &[f32], m: Metric, k: usize, keep: impl Fn(&
 /// whose scores tie within float tolerance.
 pub fn same_hits(got_ids: &[i64], got_scores: &[f32], want: &[(i64, f64)]) -> Result<(), String> {
     if got_ids.len() != want.len() {
-        return Err(format!("{} hits, expected {}: got {got_ids:?}, want {:?}", got_ids.len(), want.len(), want.iter().map(|w| w.0).collect::<Vec<_>>()));
+        return Err(format!(
+            "{} hits, expected {}: got {got_ids:?}, want {:?}",
+            got_ids.len(),
+            want.len(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>()
+        ));
     }
     for (i, (id, s)) in got_ids.iter().zip(got_scores).enumerate() {
         let (wid, ws) = want[i];

@@ -35,7 +35,11 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
 
         // Searching before loading.
         let q = rows[0].vec.clone();
-        assert_err(c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), ..Default::default() }).await, Code::CollectionNotLoaded, "collection not loaded");
+        assert_err(
+            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), ..Default::default() }).await,
+            Code::CollectionNotLoaded,
+            "collection not loaded",
+        );
         // Loading without an index.
         assert_err(c.load(NAME).await, Code::IndexNotFound, "there is no vector index");
 
@@ -44,20 +48,36 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
         c.insert(NAME, data::columns(&rows), rows.len()).await.expect("valid insert");
 
         // Unknown collection.
-        assert_err(c.insert("nope", data::columns(&rows), rows.len()).await, Code::CollectionNotFound, "collection not found[database=default][collection=nope]");
+        assert_err(
+            c.insert("nope", data::columns(&rows), rows.len()).await,
+            Code::CollectionNotFound,
+            "collection not found[database=default][collection=nope]",
+        );
         assert_err(c.count("nope", "").await, Code::CollectionNotFound, "nope");
 
         // Duplicate create: same schema is fine, a different one is not.
         c.create_collection(NAME, data::schema(NAME), 1).await.expect("idempotent create");
         let mut other = data::schema(NAME);
         other.fields.pop();
-        assert_err(c.create_collection(NAME, other, 1).await, Code::ParameterInvalid, "create duplicate collection with different parameters");
+        assert_err(
+            c.create_collection(NAME, other, 1).await,
+            Code::ParameterInvalid,
+            "create duplicate collection with different parameters",
+        );
 
         // Invalid schemas.
         let mut bad_dim = data::schema("bad_dim");
         bad_dim.fields[1].type_params[0].value = "40000".into();
-        assert_err(c.create_collection("bad_dim", bad_dim, 1).await, Code::ParameterInvalid, "invalid dimension: 40000");
-        assert_err(c.create_collection("1bad", data::schema("1bad"), 1).await, Code::ParameterInvalid, "Invalid collection name");
+        assert_err(
+            c.create_collection("bad_dim", bad_dim, 1).await,
+            Code::ParameterInvalid,
+            "invalid dimension: 40000",
+        );
+        assert_err(
+            c.create_collection("1bad", data::schema("1bad"), 1).await,
+            Code::ParameterInvalid,
+            "Invalid collection name",
+        );
 
         // Wrong dimension in an insert.
         let mut cols = data::columns(&rows[..2]);
@@ -71,7 +91,9 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
         cols.push(FieldData {
             r#type: DataType::VarChar as i32,
             field_name: "nosuchfield".into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Data::StringData(StringArray { data: vec!["a".into(), "b".into()] })) })),
+            field: Some(Field::Scalars(ScalarField {
+                data: Some(Data::StringData(StringArray { data: vec!["a".into(), "b".into()] })),
+            })),
             ..Default::default()
         });
         assert_err(c.insert(NAME, cols, 2).await, Code::ParameterInvalid, "nosuchfield");
@@ -81,7 +103,9 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
         cols[2] = FieldData {
             r#type: DataType::VarChar as i32,
             field_name: "age".into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Data::StringData(StringArray { data: vec!["x".into(), "y".into()] })) })),
+            field: Some(Field::Scalars(ScalarField {
+                data: Some(Data::StringData(StringArray { data: vec!["x".into(), "y".into()] })),
+            })),
             ..Default::default()
         };
         assert_err(c.insert(NAME, cols, 2).await, Code::ParameterInvalid, "age");
@@ -95,10 +119,18 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
 
         // Bad expressions name the problem and where it is.
         assert_err(c.query(NAME, "age > ", &["id"], None, None).await, Code::ParameterInvalid, "position");
-        assert_err(c.query(NAME, "age > \"old\"", &["id"], None, None).await, Code::ParameterInvalid, "cannot compare field age");
+        assert_err(
+            c.query(NAME, "age > \"old\"", &["id"], None, None).await,
+            Code::ParameterInvalid,
+            "cannot compare field age",
+        );
         assert_err(c.delete(NAME, "(id in [1, 2]").await, Code::ParameterInvalid, "cannot parse expression");
         assert_err(
-            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), filter: "tag like 5", ..Default::default() }).await,
+            c.search(
+                NAME,
+                SearchArgs { vectors: std::slice::from_ref(&q), filter: "tag like 5", ..Default::default() },
+            )
+            .await,
             Code::ParameterInvalid,
             "like",
         );
@@ -109,23 +141,59 @@ fn bad_requests_get_errors_and_the_server_keeps_serving() {
 
         // Wrong query vector dimension, bad metric, bad limits.
         let short = vec![0.5f32; 64];
-        assert_err(c.search(NAME, SearchArgs { vectors: &[short], ..Default::default() }).await, Code::ParameterInvalid, "dim");
         assert_err(
-            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), metric: Some("IP"), ..Default::default() }).await,
+            c.search(NAME, SearchArgs { vectors: &[short], ..Default::default() }).await,
+            Code::ParameterInvalid,
+            "dim",
+        );
+        assert_err(
+            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), metric: Some("IP"), ..Default::default() })
+                .await,
             Code::ParameterInvalid,
             "metric type not match",
         );
-        assert_err(c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 0, ..Default::default() }).await, Code::ParameterInvalid, "topk");
-        assert_err(c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 20_000, ..Default::default() }).await, Code::ParameterInvalid, "topk");
-        assert_err(c.query(NAME, "", &["id"], None, None).await, Code::ParameterInvalid, "empty expression should be used with limit");
-        assert_err(c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), partitions: &["nopart"], ..Default::default() }).await, Code::PartitionNotFound, "nopart");
+        assert_err(
+            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 0, ..Default::default() }).await,
+            Code::ParameterInvalid,
+            "topk",
+        );
+        assert_err(
+            c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 20_000, ..Default::default() }).await,
+            Code::ParameterInvalid,
+            "topk",
+        );
+        assert_err(
+            c.query(NAME, "", &["id"], None, None).await,
+            Code::ParameterInvalid,
+            "empty expression should be used with limit",
+        );
+        assert_err(
+            c.search(
+                NAME,
+                SearchArgs { vectors: std::slice::from_ref(&q), partitions: &["nopart"], ..Default::default() },
+            )
+            .await,
+            Code::PartitionNotFound,
+            "nopart",
+        );
 
         // Unsupported features answer with a status too.
-        let r = c.api.hybrid_search(tonic::Request::new(Default::default())).await.expect("no transport error").into_inner();
+        let r = c
+            .api
+            .hybrid_search(tonic::Request::new(Default::default()))
+            .await
+            .expect("no transport error")
+            .into_inner();
         assert_eq!(r.status.expect("status").code, Code::ServiceUnimplemented as i32);
 
         // And the server still serves correct results.
-        let res = c.search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 3, metric: Some("L2"), ..Default::default() }).await.expect("search");
+        let res = c
+            .search(
+                NAME,
+                SearchArgs { vectors: std::slice::from_ref(&q), limit: 3, metric: Some("L2"), ..Default::default() },
+            )
+            .await
+            .expect("search");
         let want = data::brute_force(&rows, &q, data::Metric::L2, 3, |_| true);
         data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("results after bad input");
         assert_eq!(c.count(NAME, "").await.expect("count"), 100);

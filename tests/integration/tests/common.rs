@@ -8,13 +8,13 @@ use fv_integration_tests::client::Client;
 
 /// A standalone configuration on `dir` with fast periodic work for tests.
 pub fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_path_buf();
-    c.rootcoord.dml_channels = 4;
-    c.rootcoord.time_tick_interval_ms = 100;
-    c.querycoord.check_interval_ms = 200;
-    c.meta.session_ttl_ms = 3_000;
-    c
+    Config {
+        data_dir: dir.to_path_buf(),
+        rootcoord: fv_config::RootCoordConfig { dml_channels: 4, time_tick_interval_ms: 100, ..Default::default() },
+        querycoord: fv_config::QueryCoordConfig { check_interval_ms: 200 },
+        meta: fv_config::MetaConfig { session_ttl_ms: 3_000, ..Default::default() },
+        ..Default::default()
+    }
 }
 
 pub async fn start(config: Config) -> (Standalone, Client) {
@@ -23,4 +23,3 @@ pub async fn start(config: Config) -> (Standalone, Client) {
     let api = s.api().expect("standalone runs a proxy");
     (s, Client { api })
 }
-

@@ -29,12 +29,18 @@ fn filters() -> Vec<Filter> {
     vec![
         Filter { expr: "", keep: |_| true },
         Filter { expr: "age > 50", keep: |r| r.age > 50 },
-        Filter { expr: "tag in [\"alpha\", \"beta\"] and flag == true", keep: |r| (r.tag == "alpha" || r.tag == "beta") && r.flag },
+        Filter {
+            expr: "tag in [\"alpha\", \"beta\"] and flag == true",
+            keep: |r| (r.tag == "alpha" || r.tag == "beta") && r.flag,
+        },
         Filter { expr: "10 <= age < 30 or level == -5", keep: |r| (10..30).contains(&r.age) || r.level == -5 },
         Filter { expr: "rank is null", keep: |r| r.rank.is_none() },
         Filter { expr: "rank > 20", keep: |r| r.rank.is_some_and(|v| v > 20) },
         Filter { expr: "meta[\"group\"] == 3", keep: |r| r.meta["group"] == 3 },
-        Filter { expr: "meta[\"nested\"][\"weight\"] >= 15", keep: |r| r.meta["nested"]["weight"].as_i64().is_some_and(|w| w >= 15) },
+        Filter {
+            expr: "meta[\"nested\"][\"weight\"] >= 15",
+            keep: |r| r.meta["nested"]["weight"].as_i64().is_some_and(|w| w >= 15),
+        },
         Filter { expr: "color == \"red\"", keep: |r| r.color == "red" },
         Filter { expr: "score / 10 > 50 and price < 50.0", keep: |r| r.score / 10.0 > 50.0 && r.price < 50.0 },
         Filter { expr: "tag like \"ga%\"", keep: |r| r.tag.starts_with("ga") },
@@ -49,7 +55,16 @@ async fn verify(c: &Client, model: &BTreeMap<i64, Row>, queries: &[Vec<f32>], st
     for f in filters() {
         // Search: batched queries, each compared with the exact top 10.
         let res = c
-            .search(NAME, SearchArgs { vectors: queries, limit: 10, filter: f.expr, output_fields: &["age", "tag", "color"], ..Default::default() })
+            .search(
+                NAME,
+                SearchArgs {
+                    vectors: queries,
+                    limit: 10,
+                    filter: f.expr,
+                    output_fields: &["age", "tag", "color"],
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_or_else(|e| panic!("{stage}: search [{}] failed: {e}", f.expr));
         let ids = data::ids_of(&res.ids);
@@ -73,7 +88,10 @@ async fn verify(c: &Client, model: &BTreeMap<i64, Row>, queries: &[Vec<f32>], st
         // Query: exact matching ids in key order, and the count.
         let want: Vec<i64> = rows.iter().filter(|r| (f.keep)(r)).map(|r| r.id).collect();
         let expr = if f.expr.is_empty() { "id >= 0" } else { f.expr };
-        let q = c.query(NAME, expr, &["id", "score"], None, None).await.unwrap_or_else(|e| panic!("{stage}: query [{expr}]: {e}"));
+        let q = c
+            .query(NAME, expr, &["id", "score"], None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{stage}: query [{expr}]: {e}"));
         let got = data::longs(data::find(&q.fields_data, "id").expect("id returned"));
         assert_eq!(got, want, "{stage}: query [{expr}]");
         let scores = data::doubles(data::find(&q.fields_data, "score").expect("score returned"));
@@ -88,9 +106,13 @@ async fn verify(c: &Client, model: &BTreeMap<i64, Row>, queries: &[Vec<f32>], st
     }
     // Offset: the second page of a search is the reference's hits 5..10.
     let q = &queries[0];
-    let res = c.search(NAME, SearchArgs { vectors: std::slice::from_ref(q), limit: 5, offset: 5, ..Default::default() }).await.expect("search with offset");
+    let res = c
+        .search(NAME, SearchArgs { vectors: std::slice::from_ref(q), limit: 5, offset: 5, ..Default::default() })
+        .await
+        .expect("search with offset");
     let want = data::brute_force(&rows, q, Metric::Cosine, 10, |_| true);
-    data::same_hits(&data::ids_of(&res.ids), &res.scores, &want[5..]).unwrap_or_else(|e| panic!("{stage}: offset: {e}"));
+    data::same_hits(&data::ids_of(&res.ids), &res.scores, &want[5..])
+        .unwrap_or_else(|e| panic!("{stage}: offset: {e}"));
 }
 
 /// Waits until no growing segment remains in any delegator (every flushed segment was
@@ -132,7 +154,9 @@ fn full_data_path_with_restart() {
     run(async {
         let (s, c) = common::start(config.clone()).await;
         c.create_collection(NAME, data::schema(NAME), 2).await.expect("create");
-        c.create_index(NAME, "vec", vec![kv("index_type", "AUTOINDEX"), kv("metric_type", "COSINE")]).await.expect("create index");
+        c.create_index(NAME, "vec", vec![kv("index_type", "AUTOINDEX"), kv("metric_type", "COSINE")])
+            .await
+            .expect("create index");
         c.load(NAME).await.expect("load");
 
         for batch in 0..20 {
@@ -187,7 +211,15 @@ fn full_data_path_with_restart() {
         let (s, c) = common::start(config.clone()).await;
         // The collection was loaded before: querycoord loads it again by itself.
         c.wait(Duration::from_secs(60), || async {
-            let st = c.api.get_load_state(tonic::Request::new(fv_proto::api::GetLoadStateRequest { collection_name: NAME.into(), ..Default::default() })).await.expect("rpc").into_inner();
+            let st = c
+                .api
+                .get_load_state(tonic::Request::new(fv_proto::api::GetLoadStateRequest {
+                    collection_name: NAME.into(),
+                    ..Default::default()
+                }))
+                .await
+                .expect("rpc")
+                .into_inner();
             Ok(st.state == fv_proto::common::LoadState::Loaded as i32)
         })
         .await

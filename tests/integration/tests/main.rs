@@ -1,7 +1,7 @@
 //! Cross-role integration tests (one binary; see STYLE).
 
-mod common;
 mod bad_input;
+mod common;
 mod full_path;
 mod recovery;
 mod smoke;

@@ -64,7 +64,11 @@ fn ok(st: Option<&fv_proto::common::Status>) -> bool {
 
 async fn wait_loaded(c: &mut MilvusServiceClient<Channel>) {
     for _ in 0..600 {
-        let r = c.get_load_state(GetLoadStateRequest { collection_name: NAME.into(), ..Default::default() }).await.expect("rpc").into_inner();
+        let r = c
+            .get_load_state(GetLoadStateRequest { collection_name: NAME.into(), ..Default::default() })
+            .await
+            .expect("rpc")
+            .into_inner();
         if r.state == LoadState::Loaded as i32 {
             return;
         }
@@ -115,7 +119,12 @@ async fn write_until_error(port: u16, first_id: i64, acked: Arc<Mutex<Acked>>, s
     loop {
         let rows = data::rows(next as u64, next..next + 40);
         let r = c
-            .insert(InsertRequest { collection_name: NAME.into(), fields_data: data::columns(&rows), num_rows: 40, ..Default::default() })
+            .insert(InsertRequest {
+                collection_name: NAME.into(),
+                fields_data: data::columns(&rows),
+                num_rows: 40,
+                ..Default::default()
+            })
             .await;
         match r {
             Ok(r) if ok(r.get_ref().status.as_ref()) => {
@@ -133,7 +142,11 @@ async fn write_until_error(port: u16, first_id: i64, acked: Arc<Mutex<Acked>>, s
                 continue;
             }
             let r = c
-                .delete(DeleteRequest { collection_name: NAME.into(), expr: format!("id in {victims:?}"), ..Default::default() })
+                .delete(DeleteRequest {
+                    collection_name: NAME.into(),
+                    expr: format!("id in {victims:?}"),
+                    ..Default::default()
+                })
                 .await;
             match r {
                 Ok(r) if ok(r.get_ref().status.as_ref()) => acked.lock().expect("lock").deleted.extend(victims),
@@ -167,12 +180,21 @@ fn acknowledged_writes_survive_kill_9() {
             .into_inner();
         assert!(ok(Some(&st)), "create: {st:?}");
         let st = c
-            .create_index(CreateIndexRequest { collection_name: NAME.into(), field_name: "vec".into(), extra_params: vec![kv("metric_type", "L2")], ..Default::default() })
+            .create_index(CreateIndexRequest {
+                collection_name: NAME.into(),
+                field_name: "vec".into(),
+                extra_params: vec![kv("metric_type", "L2")],
+                ..Default::default()
+            })
             .await
             .expect("rpc")
             .into_inner();
         assert!(ok(Some(&st)), "index: {st:?}");
-        let st = c.load_collection(LoadCollectionRequest { collection_name: NAME.into(), ..Default::default() }).await.expect("rpc").into_inner();
+        let st = c
+            .load_collection(LoadCollectionRequest { collection_name: NAME.into(), ..Default::default() })
+            .await
+            .expect("rpc")
+            .into_inner();
         assert!(ok(Some(&st)), "load: {st:?}");
         wait_loaded(&mut c).await;
 
@@ -180,7 +202,8 @@ fn acknowledged_writes_survive_kill_9() {
         for round in 0..3i64 {
             // Two writers; the process is killed at a random moment while they write.
             let w1 = tokio::spawn(write_until_error(port, round * 1_000_000, acked.clone(), round as u64));
-            let w2 = tokio::spawn(write_until_error(port, round * 1_000_000 + 500_000, acked.clone(), round as u64 + 100));
+            let w2 =
+                tokio::spawn(write_until_error(port, round * 1_000_000 + 500_000, acked.clone(), round as u64 + 100));
             if round == 1 {
                 // Some data goes through a flush, so recovery uses binlogs too.
                 tokio::time::sleep(Duration::from_millis(400)).await;
@@ -205,7 +228,10 @@ fn acknowledged_writes_survive_kill_9() {
                 .collect();
             assert!(lost.is_empty(), "round {round}: acknowledged inserts lost after kill -9: {lost:?}");
             let resurrected: Vec<_> = a.deleted.iter().filter(|id| present.contains(id)).take(10).collect();
-            assert!(resurrected.is_empty(), "round {round}: acknowledged deletes undone after kill -9: {resurrected:?}");
+            assert!(
+                resurrected.is_empty(),
+                "round {round}: acknowledged deletes undone after kill -9: {resurrected:?}"
+            );
         }
         drop(child);
     });

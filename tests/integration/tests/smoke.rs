@@ -22,16 +22,23 @@ fn fv_integration_smoke() {
         assert_eq!(r.insert_cnt, 300);
         assert_eq!(c.count("smoke", "").await.expect("count"), 300);
         let q = rows[7].vec.clone();
-        let res = c.search("smoke", SearchArgs { vectors: &[q.clone()], limit: 5, ..Default::default() }).await.expect("search");
+        let res = c
+            .search("smoke", SearchArgs { vectors: std::slice::from_ref(&q), limit: 5, ..Default::default() })
+            .await
+            .expect("search");
         let want = data::brute_force(&rows, &q, Metric::L2, 5, |_| true);
         data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("growing results");
         c.flush("smoke").await.expect("flush");
-        let res = c.search("smoke", SearchArgs { vectors: &[q.clone()], limit: 5, ..Default::default() }).await.expect("search");
+        let res = c
+            .search("smoke", SearchArgs { vectors: std::slice::from_ref(&q), limit: 5, ..Default::default() })
+            .await
+            .expect("search");
         data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("sealed results");
         c.delete("smoke", "id in [7, 8, 9]").await.expect("delete");
         assert_eq!(c.count("smoke", "").await.expect("count"), 297);
         let want = data::brute_force(&rows, &q, Metric::L2, 5, |r| ![7, 8, 9].contains(&r.id));
-        let res = c.search("smoke", SearchArgs { vectors: &[q], limit: 5, ..Default::default() }).await.expect("search");
+        let res =
+            c.search("smoke", SearchArgs { vectors: &[q], limit: 5, ..Default::default() }).await.expect("search");
         data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("after delete");
         s.stop().await;
     });

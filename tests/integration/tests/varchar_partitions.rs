@@ -4,10 +4,12 @@ use fv_common::Code;
 use fv_integration_tests::client::{SearchArgs, kv, run};
 use fv_proto::common::{ConsistencyLevel, KeyValuePair};
 use fv_proto::schema::field_data::Field;
-use fv_proto::schema::scalar_field::Data;
 use fv_proto::schema::i_ds::IdField;
+use fv_proto::schema::scalar_field::Data;
 use fv_proto::schema::vector_field::Data as VData;
-use fv_proto::schema::{CollectionSchema, DataType, FieldData, FieldSchema, FloatArray, LongArray, ScalarField, VectorField};
+use fv_proto::schema::{
+    CollectionSchema, DataType, FieldData, FieldSchema, FloatArray, LongArray, ScalarField, VectorField,
+};
 use rand::{Rng, SeedableRng};
 
 use crate::common;
@@ -44,7 +46,10 @@ fn columns(vecs: &[Vec<f32>], ns: &[i64]) -> Vec<FieldData> {
         FieldData {
             r#type: DataType::FloatVector as i32,
             field_name: "emb".into(),
-            field: Some(Field::Vectors(VectorField { dim: DIM as i64, data: Some(VData::FloatVector(FloatArray { data: vecs.concat() })) })),
+            field: Some(Field::Vectors(VectorField {
+                dim: DIM as i64,
+                data: Some(VData::FloatVector(FloatArray { data: vecs.concat() })),
+            })),
             ..Default::default()
         },
         FieldData {
@@ -77,7 +82,9 @@ fn varchar_keys_ip_partitions_and_session_reads() {
         c.create_index(NAME, "emb", vec![kv("index_type", "AUTOINDEX"), kv("metric_type", "IP")]).await.expect("index");
         c.load(NAME).await.expect("load");
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let mut vecs = |n: usize| -> Vec<Vec<f32>> { (0..n).map(|_| (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect() };
+        let mut vecs = |n: usize| -> Vec<Vec<f32>> {
+            (0..n).map(|_| (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect()
+        };
         let (v0, v1) = (vecs(200), vecs(100));
         let r0 = c.insert(NAME, columns(&v0, &vec![0; 200]), 200).await.expect("insert default");
         let r1 = c.insert_into(NAME, "p1", columns(&v1, &vec![1; 100]), 100).await.expect("insert p1");
@@ -87,7 +94,16 @@ fn varchar_keys_ip_partitions_and_session_reads() {
         // IP search restricted to p1 equals the brute force over p1 only.
         let q = vecs(1).remove(0);
         let res = c
-            .search(NAME, SearchArgs { vectors: std::slice::from_ref(&q), limit: 5, partitions: &["p1"], output_fields: &["n"], ..Default::default() })
+            .search(
+                NAME,
+                SearchArgs {
+                    vectors: std::slice::from_ref(&q),
+                    limit: 5,
+                    partitions: &["p1"],
+                    output_fields: &["n"],
+                    ..Default::default()
+                },
+            )
             .await
             .expect("search p1");
         let mut want: Vec<(String, f64)> = ids1.iter().cloned().zip(v1.iter().map(|v| ip(&q, v))).collect();
@@ -100,7 +116,11 @@ fn varchar_keys_ip_partitions_and_session_reads() {
         // Get by VarChar keys, delete by VarChar key.
         let keys = format!("pk in [\"{}\", \"{}\"]", ids0[3], ids1[7]);
         let got = c.query(NAME, &keys, &["n"], None, None).await.expect("get");
-        assert_eq!(fv_integration_tests::data::longs(fv_integration_tests::data::find(&got.fields_data, "n").expect("n")).len(), 2);
+        assert_eq!(
+            fv_integration_tests::data::longs(fv_integration_tests::data::find(&got.fields_data, "n").expect("n"))
+                .len(),
+            2
+        );
         c.delete(NAME, &format!("pk == \"{}\"", ids0[3])).await.expect("delete");
         assert_eq!(c.count(NAME, "").await.expect("count"), 299);
 
@@ -108,19 +128,27 @@ fn varchar_keys_ip_partitions_and_session_reads() {
         let fresh = vecs(1);
         let r = c.insert(NAME, columns(&fresh, &[42]), 1).await.expect("insert");
         let res = c
-            .search(NAME, SearchArgs {
-                vectors: &fresh,
-                limit: 1,
-                filter: "n == 42",
-                consistency: ConsistencyLevel::Session,
-                guarantee: r.timestamp,
-                ..Default::default()
-            })
+            .search(
+                NAME,
+                SearchArgs {
+                    vectors: &fresh,
+                    limit: 1,
+                    filter: "n == 42",
+                    consistency: ConsistencyLevel::Session,
+                    guarantee: r.timestamp,
+                    ..Default::default()
+                },
+            )
             .await
             .expect("session read");
         assert_eq!(str_ids(&res.ids), str_ids(&r.i_ds));
         // Eventually never waits and still answers.
-        c.search(NAME, SearchArgs { vectors: &fresh, limit: 1, consistency: ConsistencyLevel::Eventually, ..Default::default() }).await.expect("eventual read");
+        c.search(
+            NAME,
+            SearchArgs { vectors: &fresh, limit: 1, consistency: ConsistencyLevel::Eventually, ..Default::default() },
+        )
+        .await
+        .expect("eventual read");
 
         // A loaded partition cannot be dropped; after release it can.
         let e = c.drop_partition(NAME, "p1").await.unwrap_err();
