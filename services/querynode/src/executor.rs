@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fv_common::schema::Schema;
-use fv_common::{FvError, FvResult, Timestamp};
+use fv_common::{FvError, FvResult, NodeId, SegmentId, Timestamp};
 use fv_index::Metric;
 use fv_proto::fv::querynode::{QueryRequest, QueryResponse, SearchRequest, SearchResponse};
 use fv_proto::schema::SearchResultData;
@@ -14,6 +14,7 @@ use fv_runtime::Target;
 use fv_runtime::rpcs::querynode;
 use fv_storage::result::{Rows, merge_query, merge_search};
 
+use crate::delegator::Snapshot;
 use crate::node::NodeState;
 use crate::segment::{QueryJob, SearchJob, Segment};
 
@@ -95,6 +96,24 @@ fn empty_search(nq: usize, topk: usize, schema: &Schema) -> SearchResultData {
     }
 }
 
+/// Sealed segments to ask another worker for.
+type RemoteWork = Vec<(NodeId, Vec<SegmentId>)>;
+
+/// The segments of a read: those this node holds (growing, and its own sealed ones) and,
+/// per other worker, the sealed segments to ask it for.
+fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, RemoteWork)> {
+    let mut local = snap.growing;
+    let mut remote = Vec::new();
+    for (n, segs) in snap.sealed {
+        if n == node.ctx.node_id {
+            local.extend(node.sealed(&segs)?);
+        } else {
+            remote.push((n, segs));
+        }
+    }
+    Ok((local, remote))
+}
+
 pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
     if req.from_delegator {
         return search_on_worker(node, req).await;
@@ -103,17 +122,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
     let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
     let job = Arc::new(search_job(&schema, &req, mvcc)?);
-    let snap = d.snapshot(&req.partition_ids);
-    let me = node.ctx.node_id;
-    let mut local = snap.growing;
-    let mut remote = Vec::new();
-    for (n, segs) in snap.sealed {
-        if n == me {
-            local.extend(node.sealed(&segs)?);
-        } else {
-            remote.push((n, segs));
-        }
-    }
+    let (local, remote) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();
         r.from_delegator = true;
@@ -217,17 +226,7 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
     let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
     let job = Arc::new(query_job(&schema, &req, mvcc)?);
-    let snap = d.snapshot(&req.partition_ids);
-    let me = node.ctx.node_id;
-    let mut local = snap.growing;
-    let mut remote = Vec::new();
-    for (n, segs) in snap.sealed {
-        if n == me {
-            local.extend(node.sealed(&segs)?);
-        } else {
-            remote.push((n, segs));
-        }
-    }
+    let (local, remote) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();
         r.from_delegator = true;
