@@ -43,3 +43,41 @@ fn fv_integration_smoke() {
         s.stop().await;
     });
 }
+
+/// A growing segment nobody writes to is sealed after `segment_idle_seal_ms` and
+/// flushed without any flush call; reads stay exact across the handoff.
+#[test]
+fn idle_segments_are_sealed_and_flushed() {
+    use fv_proto::fv::datacoord::GetSegmentInfoRequest;
+    use fv_proto::common::SegmentState;
+    use fv_runtime::Target;
+    use fv_runtime::rpcs::datacoord;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.datacoord.segment_idle_seal_ms = 300;
+    run(async {
+        let (s, c) = common::start(config).await;
+        c.create_collection("idle", data::schema("idle"), 1).await.expect("create");
+        c.create_index("idle", "vec", vec![kv("metric_type", "IP")]).await.expect("index");
+        c.load("idle").await.expect("load");
+        let rows = data::rows(9, 0..50);
+        c.insert("idle", data::columns(&rows), rows.len()).await.expect("insert");
+        let id = s.proxy.as_ref().expect("proxy").cache.get("", "idle").await.expect("collection").info.id;
+        c.wait(std::time::Duration::from_secs(30), || async {
+            let r = s
+                .ctx
+                .rpc
+                .call::<datacoord::GetSegmentInfo>(Target::Coord, &GetSegmentInfoRequest { collection_id: id, ..Default::default() })
+                .await?;
+            Ok(!r.segments.is_empty() && r.segments.iter().all(|s| s.state == SegmentState::Flushed as i32))
+        })
+        .await
+        .expect("the idle segment was sealed and flushed");
+        let q = rows[3].vec.clone();
+        let res = c.search("idle", SearchArgs { vectors: std::slice::from_ref(&q), limit: 3, ..Default::default() }).await.expect("search");
+        let want = data::brute_force(&rows, &q, Metric::Ip, 3, |_| true);
+        data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("results after the idle flush");
+        s.stop().await;
+    });
+}
