@@ -1,11 +1,11 @@
 //! The log broker: Ferrovec's Milvus `MsgStream`.
 //!
 //! A *topic* is a Milvus pchannel: an append-only, durable sequence of records numbered
-//! 1, 2, 3, ... (the [`Position`]). Every record carries a *subject*; vchannels are
-//! subjects inside their pchannel's topic, so a consumer of one vchannel subscribes to
-//! its pchannel with a subject filter (plus the pchannel's time-tick subject). This maps
-//! one-to-one onto NATS JetStream (topic = stream, subject = subject, position = stream
-//! sequence), which a later implementation uses.
+//! 1, 2, 3, ... (the [`Position`]). Every record carries a *subject*, which starts with
+//! `<topic>.`; vchannels are subjects inside their pchannel's topic, so a consumer of one
+//! vchannel subscribes to its pchannel with a subject filter (plus the pchannel's
+//! time-tick subject). This maps one-to-one onto NATS JetStream (topic = stream with
+//! subjects `<topic>.>`, subject = subject, position = stream sequence).
 //!
 //! Besides the durable log the broker carries two ephemeral facilities that roles use to
 //! talk to each other without knowing addresses: request/reply on a subject (with queue
