@@ -1,9 +1,14 @@
 //! Distance kernels with runtime CPU dispatch.
 //!
 //! Each kernel exists as a portable version (eight independent accumulators, which the
-//! compiler vectorises for the baseline target) and, on x86-64, as explicit AVX2+FMA and
-//! AVX-512F versions chosen once at run time, so no `-C target-cpu=native` build is
-//! needed. Every variant is tested against a naive reference on odd dimensions.
+//! compiler vectorises for the baseline target), on x86-64 as explicit AVX2+FMA and
+//! AVX-512F versions chosen once at run time (so no `-C target-cpu=native` build is
+//! needed), and on aarch64 as NEON versions (NEON is part of the aarch64 baseline, the
+//! run-time check is a formality). Every variant is tested against a naive reference on
+//! odd dimensions; the NEON path is compiled and tested only on aarch64 hosts.
+//!
+//! These kernels serve one query against one row (single-query scans, IVF list scans,
+//! rescoring). Many queries against many rows go through GEMM instead (see [`crate::flat::search_gemm`]).
 
 use std::sync::OnceLock;
 
@@ -25,6 +30,12 @@ fn kernels() -> &'static Kernels {
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 return Kernels { dot: x86::dot_avx2, l2: x86::l2_avx2, name: "avx2+fma" };
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return Kernels { dot: neon::dot_neon, l2: neon::l2_neon, name: "neon" };
             }
         }
         Kernels { dot: portable_dot_unsafe, l2: portable_l2_unsafe, name: "portable" }
@@ -57,6 +68,17 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
+}
+
+/// Scales `v` to unit length in place and returns its former norm; a zero vector stays
+/// zero (its cosine similarity to anything is then 0, as in [`crate::flat::score`]).
+pub fn normalize(v: &mut [f32]) -> f32 {
+    let n = norm(v);
+    if n > 0.0 && n.is_finite() {
+        let inv = 1.0 / n;
+        v.iter_mut().for_each(|x| *x *= inv);
+    }
+    n
 }
 
 /// Portable inner product with eight accumulators.
@@ -261,6 +283,80 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    /// # Safety
+    /// The CPU must support NEON (every aarch64 CPU does); `a.len() == b.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut acc2 = vdupq_n_f32(0.0);
+        let mut acc3 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n resp. i + 4 <= n keeps every read in bounds.
+        while i + 16 <= n {
+            unsafe {
+                acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+                acc2 = vfmaq_f32(acc2, vld1q_f32(pa.add(i + 8)), vld1q_f32(pb.add(i + 8)));
+                acc3 = vfmaq_f32(acc3, vld1q_f32(pa.add(i + 12)), vld1q_f32(pb.add(i + 12)));
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            unsafe {
+                acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+            }
+            i += 4;
+        }
+        let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
+        while i < n {
+            sum += a[i] * b[i];
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// The CPU must support NEON (every aarch64 CPU does); `a.len() == b.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn l2_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        while i + 8 <= n {
+            unsafe {
+                let d0 = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                let d1 = vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+                acc0 = vfmaq_f32(acc0, d0, d0);
+                acc1 = vfmaq_f32(acc1, d1, d1);
+            }
+            i += 8;
+        }
+        while i + 4 <= n {
+            unsafe {
+                let d = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                acc0 = vfmaq_f32(acc0, d, d);
+            }
+            i += 4;
+        }
+        let mut sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+        while i < n {
+            let d = a[i] - b[i];
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +401,22 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx512f") {
             check("avx512", x86::dot_avx512, x86::l2_avx512);
         }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_kernels_match_reference() {
+        check("neon", neon::dot_neon, neon::l2_neon);
+    }
+
+    #[test]
+    fn normalize_unit_and_zero() {
+        let mut v = vec![3.0f32, 4.0];
+        assert_eq!(normalize(&mut v), 5.0);
+        assert!((norm(&v) - 1.0).abs() < 1e-6);
+        let mut z = vec![0.0f32; 3];
+        assert_eq!(normalize(&mut z), 0.0);
+        assert_eq!(z, vec![0.0; 3]);
     }
 
     #[test]

@@ -1,16 +1,35 @@
 //! Exact (FLAT) search: every allowed row is scored against every query.
+//!
+//! Two paths with one contract: few queries go row by row through the SIMD kernels (rows
+//! split over the cores when a single query meets a large segment); batches of at least
+//! [`GEMM_MIN_QUERIES`] queries go through GEMM ([`search_gemm`]), which reads each row once
+//! per query block instead of once per query.
+
+use rayon::prelude::*;
 
 use crate::distance::{dot, l2_sq, norm};
+use crate::error::{IndexError, Result};
+use crate::filter::RowFilter;
 use crate::metric::Metric;
 use crate::topk::{Hit, TopK};
 
+/// Batches of at least this many queries use the GEMM path.
+pub const GEMM_MIN_QUERIES: usize = 4;
+/// At most this many rows per task when one query's scan is split over the cores.
+const SCAN_CHUNK: usize = 4096;
+/// A single query's scan is split over the cores from this many floats (4 MiB) on.
+const SPLIT_FLOATS: usize = 1 << 20;
+
+/// How to score and select in an exact search.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchParams {
+    /// Metric of the vectors.
     pub metric: Metric,
     /// Hits wanted per query.
     pub k: usize,
     /// Range search bounds (see [`Metric::in_range`]).
     pub radius: Option<f32>,
+    /// Range search bounds (see [`Metric::in_range`]).
     pub range_filter: Option<f32>,
 }
 
@@ -19,7 +38,8 @@ pub fn row_norms(base: &[f32], dim: usize) -> Vec<f32> {
     base.chunks_exact(dim).map(norm).collect()
 }
 
-/// Scores one query against one row.
+/// Scores one query against one row (`query_norm` is used for COSINE only; `row_norm`
+/// is computed when absent).
 #[inline]
 pub fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32], row_norm: Option<f32>) -> f32 {
     match metric {
@@ -32,33 +52,79 @@ pub fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32], row_no
     }
 }
 
-fn search_one(
-    base: &[f32],
+/// One exact search's inputs, shared by its row scans.
+#[derive(Clone, Copy)]
+struct Scan<'a> {
+    base: &'a [f32],
     dim: usize,
-    q: &[f32],
-    p: &SearchParams,
-    allowed: Option<&[bool]>,
-    norms: Option<&[f32]>,
-) -> Vec<Hit> {
-    let mut top = TopK::new(p.metric, p.k);
-    let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
-    let ranged = p.radius.is_some() || p.range_filter.is_some();
-    for (row, v) in base.chunks_exact(dim).enumerate() {
-        if allowed.is_some_and(|a| !a[row]) {
-            continue;
+    p: &'a SearchParams,
+    filter: Option<RowFilter<'a>>,
+    norms: Option<&'a [f32]>,
+}
+
+impl Scan<'_> {
+    /// Scans rows `range` for one query into `top`, 64 scores at a time through
+    /// [`TopK::push_block`] (which skips chunks that cannot enter).
+    fn rows(&self, q: &[f32], qn: f32, range: std::ops::Range<usize>, top: &mut TopK) {
+        let (p, dim) = (self.p, self.dim);
+        let ranged = p.radius.is_some() || p.range_filter.is_some();
+        let (mut scores, mut ids) = ([0f32; 64], [0u32; 64]);
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + 64).min(range.end);
+            let mut n = 0;
+            for row in start..end {
+                if self.filter.is_some_and(|f| !f.allows(row)) {
+                    continue;
+                }
+                let s = score(p.metric, q, qn, &self.base[row * dim..(row + 1) * dim], self.norms.map(|n| n[row]));
+                if ranged && !p.metric.in_range(s, p.radius, p.range_filter) {
+                    continue;
+                }
+                scores[n] = s;
+                ids[n] = row as u32;
+                n += 1;
+            }
+            top.push_block(&scores[..n], 0, Some(&ids[..n]));
+            start = end;
         }
-        let s = score(p.metric, q, qn, v, norms.map(|n| n[row]));
-        if s.is_nan() || (ranged && !p.metric.in_range(s, p.radius, p.range_filter)) {
-            continue;
-        }
-        top.push(Hit { row: row as u32, score: s });
     }
-    top.into_sorted()
+
+    /// One query over all rows; `split` spreads large scans over the cores.
+    fn one(&self, q: &[f32], split: bool) -> Vec<Hit> {
+        let p = self.p;
+        let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
+        let rows = self.base.len() / self.dim;
+        let threads = rayon::current_num_threads();
+        if !split || threads < 2 || rows * self.dim < SPLIT_FLOATS {
+            let mut top = TopK::new(p.metric, p.k);
+            self.rows(q, qn, 0..rows, &mut top);
+            return top.into_sorted();
+        }
+        let chunk = rows.div_ceil(threads * 4).clamp(256, SCAN_CHUNK);
+        let parts: Vec<TopK> = (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let mut top = TopK::new(p.metric, p.k);
+                self.rows(q, qn, c * chunk..((c + 1) * chunk).min(rows), &mut top);
+                top
+            })
+            .collect();
+        let mut top = TopK::new(p.metric, p.k);
+        for part in parts {
+            top.merge(part);
+        }
+        top.into_sorted()
+    }
 }
 
 /// Searches `queries` (row-major, `nq * dim`) against `base` (row-major `rows * dim`).
 /// `allowed[row] == false` excludes a row (filter, deletes, visibility). Returns, per
 /// query, up to `k` hits best first. Large batches are split over the available cores.
+///
+/// # Panics
+/// If the buffers do not hold whole vectors or `allowed`/`norms` do not cover every row;
+/// [`search_filtered`] returns an error instead.
 pub fn search(
     base: &[f32],
     dim: usize,
@@ -67,35 +133,81 @@ pub fn search(
     allowed: Option<&[bool]>,
     norms: Option<&[f32]>,
 ) -> Vec<Vec<Hit>> {
-    assert!(
-        dim > 0 && base.len().is_multiple_of(dim) && queries.len().is_multiple_of(dim),
-        "buffers must hold whole vectors"
-    );
-    if let Some(a) = allowed {
-        assert_eq!(a.len(), base.len() / dim, "one filter flag per row");
-    }
-    let nq = queries.len() / dim;
+    search_filtered(base, dim, queries, p, allowed.map(RowFilter::Allowed), norms).expect("valid flat search input")
+}
+
+/// [`search`] with any [`RowFilter`], returning an error on inconsistent input.
+pub fn search_filtered(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    p: &SearchParams,
+    filter: Option<RowFilter<'_>>,
+    norms: Option<&[f32]>,
+) -> Result<Vec<Vec<Hit>>> {
+    validate(base, dim, queries, filter, norms)?;
     let rows = base.len() / dim;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(nq);
-    if threads <= 1 || (nq * rows * dim) < 4_000_000 {
-        return queries.chunks_exact(dim).map(|q| search_one(base, dim, q, p, allowed, norms)).collect();
+    let nq = queries.len() / dim;
+    if nq >= GEMM_MIN_QUERIES && rows >= 2 * GEMM_MIN_QUERIES && p.k > 0 {
+        return Ok(crate::batch::search(base, dim, queries, p, filter, norms));
     }
-    let per = nq.div_ceil(threads);
-    let mut out: Vec<Vec<Hit>> = Vec::with_capacity(nq);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = queries
-            .chunks(per * dim)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk.chunks_exact(dim).map(|q| search_one(base, dim, q, p, allowed, norms)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            out.extend(h.join().expect("search worker does not panic"));
-        }
-    });
-    out
+    let scan = Scan { base, dim, p, filter, norms };
+    let threads = rayon::current_num_threads();
+    if threads > 1 && nq > 1 && nq * rows * dim >= 4_000_000 {
+        return Ok(queries.par_chunks_exact(dim).map(|q| scan.one(q, false)).collect());
+    }
+    Ok(queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect())
+}
+
+fn validate(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    filter: Option<RowFilter<'_>>,
+    norms: Option<&[f32]>,
+) -> Result<()> {
+    if dim == 0 || !base.len().is_multiple_of(dim) || !queries.len().is_multiple_of(dim) {
+        return Err(IndexError::input(format!(
+            "buffers of {} and {} floats do not hold whole {dim}-d vectors",
+            base.len(),
+            queries.len()
+        )));
+    }
+    let rows = base.len() / dim;
+    if let Some(f) = &filter {
+        f.check(rows)?;
+    }
+    match norms {
+        Some(n) if n.len() != rows => Err(IndexError::input(format!("{} norms for {rows} rows", n.len()))),
+        _ => Ok(()),
+    }
+}
+
+/// The per-row path only (no GEMM), for tests and benchmarks comparing the two.
+pub fn search_per_row(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    p: &SearchParams,
+    filter: Option<RowFilter<'_>>,
+    norms: Option<&[f32]>,
+) -> Vec<Vec<Hit>> {
+    let scan = Scan { base, dim, p, filter, norms };
+    queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect()
+}
+
+/// The GEMM path only, for tests and benchmarks comparing the two. Same contract as
+/// [`search_filtered`].
+pub fn search_gemm(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    p: &SearchParams,
+    filter: Option<RowFilter<'_>>,
+    norms: Option<&[f32]>,
+) -> Result<Vec<Vec<Hit>>> {
+    validate(base, dim, queries, filter, norms)?;
+    Ok(crate::batch::search(base, dim, queries, p, filter, norms))
 }
 
 #[cfg(test)]

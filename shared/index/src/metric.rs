@@ -1,5 +1,6 @@
 //! Similarity metrics as Milvus names them.
 
+/// A vector similarity metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Squared Euclidean distance; smaller is closer.
@@ -21,6 +22,7 @@ impl Metric {
         }
     }
 
+    /// The Milvus name ("L2", "IP", "COSINE").
     pub fn name(self) -> &'static str {
         match self {
             Metric::L2 => "L2",

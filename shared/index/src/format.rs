@@ -1,0 +1,266 @@
+//! The index file format: a fixed little-endian header, a type-specific body and a CRC32
+//! over everything before it. Readers check the length, magic, checksum and version first,
+//! then every count and offset against the bytes actually present, so a corrupt or
+//! truncated file is an error, never a panic, a huge allocation or a wrong index.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic "FVINDEX\0"
+//!      8     4  format version (1)
+//!     12     4  index type: 1 FLAT, 2 IVF_FLAT, 3 IVF_SQ8, 4 IVF_PQ
+//!     16     4  metric: 1 L2, 2 IP, 3 COSINE
+//!     20     4  dim
+//!     24     8  rows
+//!     32     4  nlist (0 for FLAT)
+//!     36     4  m (IVF_PQ, else 0)
+//!     40     4  nbits (IVF_PQ, else 0)
+//!     44     4  default nprobe (IVF, else 0)
+//!     48     8  body length B
+//!     56     B  body (see each index type)
+//!   56+B     4  CRC32 (IEEE, crc32fast) of bytes [0, 56+B)
+//! ```
+
+use crate::error::{IndexError, Result};
+use crate::metric::Metric;
+use crate::params::IndexType;
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"FVINDEX\0";
+/// Format version written (and the only one read) by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Header size in bytes.
+pub const HEADER_LEN: usize = 56;
+
+/// What the header records about an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// Concrete index type (never AUTOINDEX).
+    pub index_type: IndexType,
+    /// Metric.
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Rows indexed.
+    pub rows: usize,
+    /// Inverted lists (IVF types; 0 for FLAT).
+    pub nlist: usize,
+    /// PQ sub-quantisers (IVF_PQ; else 0).
+    pub m: usize,
+    /// Bits per PQ code (IVF_PQ; else 0).
+    pub nbits: usize,
+    /// nprobe used when a search does not set one (IVF types; else 0).
+    pub default_nprobe: usize,
+}
+
+fn type_code(t: IndexType) -> u32 {
+    match t {
+        IndexType::Flat => 1,
+        IndexType::IvfFlat => 2,
+        IndexType::IvfSq8 => 3,
+        IndexType::IvfPq => 4,
+        IndexType::AutoIndex => 0,
+    }
+}
+
+fn metric_code(m: Metric) -> u32 {
+    match m {
+        Metric::L2 => 1,
+        Metric::Ip => 2,
+        Metric::Cosine => 3,
+    }
+}
+
+/// Appends little-endian values to a buffer.
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Starts a file with the header of `meta`; the body length is patched by `finish`.
+    pub(crate) fn new(meta: &Meta, body_hint: usize) -> Writer {
+        let mut w = Writer { buf: Vec::with_capacity(HEADER_LEN + body_hint + 4) };
+        w.buf.extend_from_slice(MAGIC);
+        w.u32(FORMAT_VERSION);
+        w.u32(type_code(meta.index_type));
+        w.u32(metric_code(meta.metric));
+        w.u32(meta.dim as u32);
+        w.u64(meta.rows as u64);
+        w.u32(meta.nlist as u32);
+        w.u32(meta.m as u32);
+        w.u32(meta.nbits as u32);
+        w.u32(meta.default_nprobe as u32);
+        w.u64(0);
+        w
+    }
+
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn f32s(&mut self, v: &[f32]) {
+        self.buf.reserve(v.len() * 4);
+        for x in v {
+            self.buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn u32s(&mut self, v: &[u32]) {
+        self.buf.reserve(v.len() * 4);
+        for x in v {
+            self.buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn u64s(&mut self, v: impl IntoIterator<Item = u64>) {
+        for x in v {
+            self.u64(x);
+        }
+    }
+
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
+        self.buf.extend_from_slice(v);
+    }
+
+    /// Patches the body length and appends the CRC.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let body = (self.buf.len() - HEADER_LEN) as u64;
+        self.buf[48..56].copy_from_slice(&body.to_le_bytes());
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Reads little-endian values with bounds checks; every failure is [`IndexError::Corrupt`].
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if n > self.buf.len() - self.pos {
+            return Err(IndexError::corrupt(format!(
+                "{what} needs {n} bytes at body offset {}, only {} left",
+                self.pos,
+                self.buf.len() - self.pos
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn len_of(count: usize, size: usize, what: &str) -> Result<usize> {
+        count.checked_mul(size).ok_or_else(|| IndexError::corrupt(format!("{what}: size overflows")))
+    }
+
+    pub(crate) fn f32s(&mut self, count: usize, what: &str) -> Result<Vec<f32>> {
+        let b = self.take(Self::len_of(count, 4, what)?, what)?;
+        Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    pub(crate) fn u32s(&mut self, count: usize, what: &str) -> Result<Vec<u32>> {
+        let b = self.take(Self::len_of(count, 4, what)?, what)?;
+        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    pub(crate) fn u64s(&mut self, count: usize, what: &str) -> Result<Vec<u64>> {
+        let b = self.take(Self::len_of(count, 8, what)?, what)?;
+        Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+    }
+
+    pub(crate) fn bytes(&mut self, count: usize, what: &str) -> Result<Vec<u8>> {
+        Ok(self.take(count, what)?.to_vec())
+    }
+
+    /// Errors unless every body byte was read.
+    pub(crate) fn end(&self) -> Result<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(IndexError::corrupt(format!("{} unexpected bytes after the body", self.buf.len() - self.pos)))
+        }
+    }
+}
+
+/// Checks length, magic, checksum and version; returns the header and a reader of the body.
+pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
+    if bytes.len() < HEADER_LEN + 4 {
+        return Err(IndexError::corrupt(format!(
+            "truncated: {} bytes, an index file has at least {}",
+            bytes.len(),
+            HEADER_LEN + 4
+        )));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(IndexError::corrupt("bad magic: not a Ferrovec index file"));
+    }
+    let (content, tail) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let computed = crc32fast::hash(content);
+    if stored != computed {
+        return Err(IndexError::corrupt(format!(
+            "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is damaged or truncated"
+        )));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u64_at = |o: usize| {
+        u64::from_le_bytes([
+            bytes[o],
+            bytes[o + 1],
+            bytes[o + 2],
+            bytes[o + 3],
+            bytes[o + 4],
+            bytes[o + 5],
+            bytes[o + 6],
+            bytes[o + 7],
+        ])
+    };
+    let version = u32_at(8);
+    if version != FORMAT_VERSION {
+        return Err(IndexError::Unsupported(format!(
+            "index format version {version}; this build reads version {FORMAT_VERSION}"
+        )));
+    }
+    let index_type = match u32_at(12) {
+        1 => IndexType::Flat,
+        2 => IndexType::IvfFlat,
+        3 => IndexType::IvfSq8,
+        4 => IndexType::IvfPq,
+        c => return Err(IndexError::corrupt(format!("unknown index type code {c}"))),
+    };
+    let metric = match u32_at(16) {
+        1 => Metric::L2,
+        2 => Metric::Ip,
+        3 => Metric::Cosine,
+        c => return Err(IndexError::corrupt(format!("unknown metric code {c}"))),
+    };
+    let to_usize =
+        |v: u64, what: &str| usize::try_from(v).map_err(|_| IndexError::corrupt(format!("{what} {v} too large")));
+    let meta = Meta {
+        index_type,
+        metric,
+        dim: u32_at(20) as usize,
+        rows: to_usize(u64_at(24), "rows")?,
+        nlist: u32_at(32) as usize,
+        m: u32_at(36) as usize,
+        nbits: u32_at(40) as usize,
+        default_nprobe: u32_at(44) as usize,
+    };
+    let body_len = u64_at(48);
+    if body_len != (content.len() - HEADER_LEN) as u64 {
+        return Err(IndexError::corrupt(format!(
+            "body length {body_len} does not match the file ({} bytes)",
+            content.len() - HEADER_LEN
+        )));
+    }
+    if meta.dim == 0 || meta.rows > u32::MAX as usize {
+        return Err(IndexError::corrupt(format!("dim {} / rows {} out of range", meta.dim, meta.rows)));
+    }
+    Ok((meta, Reader { buf: &content[HEADER_LEN..], pos: 0 }))
+}

@@ -1,0 +1,230 @@
+//! What the IVF types share: the coarse quantiser (k-means centroids), the inverted lists
+//! (row ids grouped by nearest centroid, stored as one CSR array so a list is a contiguous
+//! slice and the file is three arrays), probing, and the per-query search driver. Each
+//! type only says how to score one list ([`ListScan`]).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::error::{IndexError, Result};
+use crate::filter::RowFilter;
+use crate::flat;
+use crate::format::{Reader, Writer};
+use crate::kmeans::{self, KMeansInit, KMeansParams};
+use crate::metric::Metric;
+use crate::params::IndexParams;
+use crate::topk::{Hit, TopK};
+
+use super::Bounds;
+
+/// A single query's list scans are split over two tasks from this many floats on.
+const SPLIT_FLOATS: usize = 1 << 18;
+
+/// Coarse centroids and inverted lists.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IvfLists {
+    pub dim: usize,
+    /// `nlist × dim`; unit norm for IP/COSINE (spherical k-means).
+    pub centroids: Vec<f32>,
+    /// List `l` holds positions `offsets[l]..offsets[l + 1]`.
+    pub offsets: Vec<usize>,
+    /// Row id at each position (ascending within a list).
+    pub ids: Vec<u32>,
+}
+
+/// The coarse metric: L2 for L2, inner product (unit centroids) for IP and COSINE.
+pub(crate) fn coarse_metric(metric: Metric) -> Metric {
+    if metric == Metric::L2 { Metric::L2 } else { Metric::Ip }
+}
+
+impl IvfLists {
+    /// Trains `min(nlist, rows)` centroids on `x` and files every row under its nearest.
+    /// Returns the lists and each row's list.
+    pub fn build(x: &[f32], dim: usize, metric: Metric, p: &IndexParams) -> Result<(IvfLists, Vec<u32>)> {
+        let rows = x.len() / dim;
+        if rows == 0 {
+            return Err(IndexError::input(format!("{} needs at least one row", p.index_type.name())));
+        }
+        let spherical = metric != Metric::L2;
+        let km = kmeans::train(
+            x,
+            dim,
+            &KMeansParams {
+                k: p.nlist.min(rows),
+                iterations: p.kmeans_iterations,
+                max_points_per_centroid: p.max_points_per_centroid,
+                seed: p.seed,
+                spherical,
+                init: KMeansInit::PlusPlus,
+            },
+        )?;
+        let labels = kmeans::assign(x, dim, &km.centroids, spherical)?.labels;
+        let nlist = km.k();
+        let mut offsets = vec![0usize; nlist + 1];
+        for &l in &labels {
+            offsets[l as usize + 1] += 1;
+        }
+        for l in 0..nlist {
+            offsets[l + 1] += offsets[l];
+        }
+        let mut fill = offsets.clone();
+        let mut ids = vec![0u32; rows];
+        for (row, &l) in labels.iter().enumerate() {
+            ids[fill[l as usize]] = row as u32;
+            fill[l as usize] += 1;
+        }
+        Ok((IvfLists { dim, centroids: km.centroids, offsets, ids }, labels))
+    }
+
+    pub fn nlist(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn list(&self, l: usize) -> Range<usize> {
+        self.offsets[l]..self.offsets[l + 1]
+    }
+
+    pub fn centroid(&self, l: usize) -> &[f32] {
+        &self.centroids[l * self.dim..(l + 1) * self.dim]
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.centroids.len() * 4 + self.offsets.len() * 8 + self.ids.len() * 4
+    }
+
+    /// The `nprobe` nearest lists of each query, with the coarse score (L2 distance or
+    /// inner product to the centroid), best first.
+    pub fn probe(&self, queries: &[f32], nprobe: usize, metric: Metric) -> Vec<Vec<Hit>> {
+        let p = flat::SearchParams { metric: coarse_metric(metric), k: nprobe, radius: None, range_filter: None };
+        flat::search_filtered(&self.centroids, self.dim, queries, &p, None, None)
+            .unwrap_or_else(|_| vec![Vec::new(); queries.len() / self.dim])
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        w.f32s(&self.centroids);
+        w.u64s(self.offsets.iter().map(|&o| o as u64));
+        w.u32s(&self.ids);
+    }
+
+    /// Reads and checks centroids, offsets (monotone, ending at `rows`) and ids (each row
+    /// exactly once).
+    pub fn read(r: &mut Reader<'_>, dim: usize, rows: usize, nlist: usize) -> Result<IvfLists> {
+        if nlist == 0 || nlist > crate::params::MAX_NLIST || nlist > rows.max(1) {
+            return Err(IndexError::corrupt(format!("nlist {nlist} out of range for {rows} rows")));
+        }
+        let centroids = r.f32s(nlist * dim, "centroids")?;
+        let raw = r.u64s(nlist + 1, "list offsets")?;
+        if raw[0] != 0 || raw[nlist] != rows as u64 || raw.windows(2).any(|w| w[0] > w[1]) {
+            return Err(IndexError::corrupt("list offsets are not monotone from 0 to rows"));
+        }
+        let offsets: Vec<usize> = raw.into_iter().map(|o| o as usize).collect();
+        let ids = r.u32s(rows, "row ids")?;
+        let mut seen = vec![false; rows];
+        for &id in &ids {
+            let id = id as usize;
+            if id >= rows || seen[id] {
+                return Err(IndexError::corrupt(format!("row id {id} out of range or repeated")));
+            }
+            seen[id] = true;
+        }
+        Ok(IvfLists { dim, centroids, offsets, ids })
+    }
+}
+
+/// How one IVF type scores the rows of a list.
+pub(crate) trait ListScan: Sync {
+    /// Per-query scratch (tables, adjusted query).
+    type Scratch: Send;
+
+    /// Prepares a query (already normalised for COSINE).
+    fn prepare(&self, q: &[f32]) -> Self::Scratch;
+
+    /// Pushes the allowed, in-range rows of list `l` into `top`. `coarse` is the query's
+    /// coarse score for the list.
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        ivf: &IvfLists,
+        s: &mut Self::Scratch,
+        q: &[f32],
+        l: usize,
+        coarse: f32,
+        filter: Option<RowFilter<'_>>,
+        bounds: &Bounds,
+        top: &mut TopK,
+    );
+}
+
+/// Searches every query: probe, then scan the probed lists; queries in parallel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search<S: ListScan>(
+    ivf: &IvfLists,
+    scanner: &S,
+    metric: Metric,
+    queries: &[f32],
+    k: usize,
+    nprobe: usize,
+    filter: Option<RowFilter<'_>>,
+    bounds: &Bounds,
+) -> Vec<Vec<Hit>> {
+    let dim = ivf.dim;
+    let probes = ivf.probe(queries, nprobe.clamp(1, ivf.nlist()), metric);
+    let scan = |q: &[f32], probe: &[Hit]| {
+        let mut top = TopK::new(metric, k);
+        let mut s = scanner.prepare(q);
+        for h in probe {
+            scanner.scan(ivf, &mut s, q, h.row as usize, h.score, filter, bounds, &mut top);
+        }
+        top
+    };
+    if queries.len() / dim > 1 {
+        return queries.par_chunks_exact(dim).zip(probes.par_iter()).map(|(q, p)| scan(q, p).into_sorted()).collect();
+    }
+    // One query: split its probed lists over two tasks when there is enough to scan.
+    let Some(probe) = probes.first() else { return Vec::new() };
+    let work: usize = probe.iter().map(|h| ivf.list(h.row as usize).len()).sum::<usize>() * dim;
+    if work < SPLIT_FLOATS || probe.len() < 2 || rayon::current_num_threads() < 2 {
+        return vec![scan(queries, probe).into_sorted()];
+    }
+    let (a, b) = probe.split_at(probe.len() / 2);
+    let (mut ta, tb) = rayon::join(|| scan(queries, a), || scan(queries, b));
+    ta.merge(tb);
+    vec![ta.into_sorted()]
+}
+
+/// Shared row loop: skips filtered rows before scoring, keeps in-range scores, and
+/// feeds the selection 64 scores at a time ([`TopK::push_block`]).
+#[inline(always)]
+pub(crate) fn scan_rows(
+    ivf: &IvfLists,
+    l: usize,
+    filter: Option<RowFilter<'_>>,
+    bounds: &Bounds,
+    metric: Metric,
+    top: &mut TopK,
+    mut score: impl FnMut(usize) -> f32,
+) {
+    let range = ivf.list(l);
+    let (mut scores, mut ids) = ([0f32; 64], [0u32; 64]);
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + 64).min(range.end);
+        let mut n = 0;
+        for p in start..end {
+            let id = ivf.ids[p];
+            if filter.is_some_and(|f| !f.allows(id as usize)) {
+                continue;
+            }
+            let s = score(p);
+            if bounds.active() && !metric.in_range(s, bounds.radius, bounds.range_filter) {
+                continue;
+            }
+            scores[n] = s;
+            ids[n] = id;
+            n += 1;
+        }
+        top.push_block(&scores[..n], 0, Some(&ids[..n]));
+        start = end;
+    }
+}
