@@ -21,7 +21,8 @@ ensure_venv() {
         python3 -m venv "$venv" >&2 || die "cannot create a venv (apt-get install -y python3-venv)"
     fi
     if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 \
+            || die "pip could not install $req"
         cp "$req" "$venv/.requirements"
     fi
     echo "$venv"

@@ -11,6 +11,7 @@
 # venvs to $FERROVEC_CACHE (default ~/.cache/ferrovec), outside the clone, so repeated
 # runs and fresh clones on the same machine reuse them.
 set -euo pipefail
+shopt -s inherit_errexit nullglob
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
@@ -31,7 +32,9 @@ else
 fi
 
 export FERROVEC_BIN="$CARGO_TARGET_DIR/debug/ferrovec"
-for req in tests/e2e/requirements-*.txt; do
+requirements=(tests/e2e/requirements-*.txt)
+[ ${#requirements[@]} -gt 0 ] || die "no tests/e2e/requirements-*.txt found"
+for req in "${requirements[@]}"; do
     version=$(basename "$req" .txt | sed 's/^requirements-//')
     venv=$(ensure_venv "$CACHE/venv-pymilvus-$version" "$req")
     log "running the pymilvus $version end-to-end suite"

@@ -9,6 +9,7 @@ that log.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,8 +61,7 @@ class Server:
     """A running `ferrovec run standalone` child process."""
 
     def __init__(self, binary: Path):
-        self.tmp = tempfile.TemporaryDirectory(prefix="ferrovec-e2e-")
-        self.dir = Path(self.tmp.name)
+        self.dir = Path(tempfile.mkdtemp(prefix="ferrovec-e2e-"))
         self.data_dir = self.dir / "data"
         self.log_path = self.dir / "server.log"
         self.port = _free_port()
@@ -136,9 +136,9 @@ class Server:
                 self.proc.wait(timeout=STOP_TIMEOUT_S)
         self._log.close()
         if os.environ.get("FERROVEC_E2E_KEEP_DATA"):
-            print(f"\nferrovec e2e data kept in {self.dir}")
+            print(f"\nferrovec e2e data and server.log kept in {self.dir}")
         else:
-            self.tmp.cleanup()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _SERVER = None
@@ -186,18 +186,24 @@ class _TestTimeout(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _per_test_timeout():
-    def on_alarm(signum, frame):
-        raise _TestTimeout(f"test exceeded {PER_TEST_TIMEOUT_S} s")
+def _on_alarm(signum, frame):
+    raise _TestTimeout(f"test exceeded {PER_TEST_TIMEOUT_S} s (FERROVEC_E2E_TEST_TIMEOUT)")
 
-    old = signal.signal(signal.SIGALRM, on_alarm)
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Runs before any fixture of the test is set up (session and module ones included), so a
+    # dead server fails fast instead of sending pymilvus into minutes of retries.
+    if _SERVER is not None and not _SERVER.alive():
+        pytest.fail(_SERVER.dead_message(), pytrace=False)
+    signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(PER_TEST_TIMEOUT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    signal.alarm(0)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pymilvus import (
     CollectionSchema,
     DataType,
     FieldSchema,
-    MilvusClient,
+    MilvusException,
     Partition,
     connections,
     utility,
@@ -325,8 +325,16 @@ def test_load_and_release_partitions(client, name):
     mask = np.arange(40) >= 20
     check_search(client.search(name, q.tolist(), limit=5, partition_names=["pa"]),
                  vecs, list(range(40)), q, "IP", 5, mask=mask)
+    # Without partition_names, only the loaded partitions are searched.
+    check_search(client.search(name, q.tolist(), limit=5), vecs, list(range(40)), q, "IP", 5, mask=mask)
+    assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] == 20
+    # Milvus: a partition that is not loaded -> code 201 "partition not loaded".
+    with pytest.raises(MilvusException) as ei:
+        client.search(name, q.tolist(), limit=5, partition_names=["_default"])
+    assert ei.value.code == 201 and "partition not loaded" in ei.value.message, ei.value
     client.release_partitions(name, ["pa"])
     assert _state(client, name, partition_name="pa") == LoadState.NotLoad
+    assert _state(client, name) == LoadState.NotLoad
 
 
 # ---------------------------------------------------------------------------- ORM
@@ -386,7 +394,7 @@ def test_orm_flow(uri):
         coll.delete("pk in [1000, 1001]")
         assert coll.query(expr="", output_fields=["count(*)"])[0]["count(*)"] == n - 2
 
-        p = Partition(coll, "orm_part")
+        Partition(coll, "orm_part")
         assert coll.has_partition("orm_part")
         assert {x.name for x in coll.partitions} == {"_default", "orm_part"}
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from pymilvus import DataType
+from pymilvus import DataType, MilvusException
 
 from helpers import check_search, random_vectors, rows_by_pk
 
@@ -223,6 +223,23 @@ def test_upsert_replaces_and_inserts(client, name, pk_type):
     # Upserting the same rows twice in a row is stable too.
     client.upsert(name, new_rows[:5])
     assert _count(client, name) == n + 20
+
+
+def test_upsert_duplicate_pks_in_one_batch_is_refused(client, name):
+    """Milvus 2.6 refuses an upsert whose batch repeats a primary key: upsertTask.PreExecute
+    calls CheckDuplicatePkExist and answers code 1100 "duplicate primary keys are not allowed
+    in the same batch" (internal/proxy/task_upsert.go; Milvus' own suite:
+    test_milvus_client_upsert.py::test_milvus_client_upsert_duplicate_pk_int64)."""
+    client.create_collection(name, dimension=4, consistency_level=STRONG)
+    client.insert(name, [{"id": 1, "vector": [0.1] * 4, "v": "old"}])
+    with pytest.raises(MilvusException) as ei:
+        client.upsert(name, [{"id": 1, "vector": [0.2] * 4, "v": "a"}, {"id": 2, "vector": [0.3] * 4, "v": "b"},
+                             {"id": 1, "vector": [0.4] * 4, "v": "c"}])
+    assert ei.value.code == 1100, ei.value
+    assert "duplicate primary keys are not allowed in the same batch" in ei.value.message, ei.value
+    # Nothing was written.
+    assert client.query(name, filter="", limit=10, output_fields=["v"], consistency_level=STRONG) == [
+        {"id": 1, "v": "old"}]
 
 
 # ---------------------------------------------------------------------------- delete
@@ -452,6 +469,18 @@ def test_dynamic_field_keys(client, name):
             assert h["entity"]["color"] == "red"
             if h.id % 5 == 0:
                 assert h["entity"]["score"] == rows[h.id]["score"]
+    res = client.search(name, q.tolist(), limit=4, output_fields=["*"])
+    check_search(res, vecs, list(range(120)), q, "L2", 4)
+    for hits in res:
+        for h in hits:
+            e = dict(h["entity"])
+            np.testing.assert_array_equal(np.asarray(e.pop("vector"), dtype=np.float32), vecs[h.id])
+            want = {k: v for k, v in rows[h.id].items() if k != "vector"}
+            assert {k: v for k, v in e.items() if k != "id"} == {k: v for k, v in want.items() if k != "id"}, (h.id, e)
+    # A key that no row has matches nothing (no error).
+    res = client.search(name, q.tolist(), limit=8, filter="no_such_key == 1")
+    assert [len(h) for h in res] == [0, 0]
+    assert _count(client, name, 'no_such_key == "x" or rank == 5') == 1
     # Upsert changes dynamic keys too (the new row's keys replace the old ones).
     client.upsert(name, [{"id": 3, "vector": vecs[3].tolist(), "color": "black"}])
     g = client.get(name, ids=[3], output_fields=["*"], consistency_level=STRONG)[0]
@@ -465,3 +494,65 @@ def test_insert_columnar_data_is_json_text(client, name):
     g = client.get(name, ids=[1], output_fields=["big", "txt"], consistency_level=STRONG)[0]
     assert g["big"] == 2**62 and isinstance(g["big"], int)
     assert g["txt"] == json.dumps({"a": 1})
+
+
+# ---------------------------------------------------------------------------- size & concurrency
+
+
+def test_large_insert_and_large_results(client, name):
+    """~10 MB in one Insert and ~5 MB Query answers (past gRPC's 4 MiB default limit)."""
+    dim, n = 128, 20000
+    client.create_collection(name, dimension=dim, metric_type="L2", consistency_level=STRONG)
+    vecs = random_vectors(n, dim, seed=81)
+    res = client.insert(name, [{"id": i, "vector": vecs[i].tolist()} for i in range(n)])
+    assert res["insert_count"] == n
+    assert _count(client, name) == n
+    # Two ~5 MB answers (a query window is at most 16384 rows, as in Milvus).
+    got = []
+    for expr in ("id < 10000", "id >= 10000"):
+        got += client.query(name, filter=expr, limit=10000, output_fields=["vector"], consistency_level=STRONG)
+    assert len(got) == n
+    got_vecs = np.array([r["vector"] for r in sorted(got, key=lambda r: r["id"])], dtype=np.float32)
+    np.testing.assert_array_equal(got_vecs, vecs)
+    q = random_vectors(5, dim, seed=82)
+    check_search(client.search(name, q.tolist(), limit=10), vecs, list(range(n)), q, "L2", 10)
+
+
+def test_concurrent_writers_and_readers(uri, name):
+    """Four clients insert disjoint id ranges while others search and query; at the end
+    every row is there exactly once and searches match the reference."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pymilvus import MilvusClient
+
+    setup = MilvusClient(uri=uri)
+    setup.create_collection(name, dimension=DIM, metric_type="IP", consistency_level=STRONG)
+    vecs = random_vectors(4000, DIM, seed=83)
+
+    def writer(w):
+        c = MilvusClient(uri=uri)
+        for b in range(10):
+            lo = w * 1000 + b * 100
+            c.insert(name, [{"id": i, "vector": vecs[i].tolist(), "w": w} for i in range(lo, lo + 100)])
+        return True
+
+    def reader(r):
+        c = MilvusClient(uri=uri)
+        for _ in range(15):
+            res = c.search(name, [vecs[r].tolist()], limit=5, consistency_level=STRONG)
+            assert len(res) == 1 and len(res[0]) <= 5
+            cnt = c.query(name, filter="", output_fields=["count(*)"], consistency_level=STRONG)[0]["count(*)"]
+            assert 0 <= cnt <= 4000
+        return True
+
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        futs = [ex.submit(writer, w) for w in range(4)] + [ex.submit(reader, r) for r in range(2)]
+        assert all(f.result(timeout=100) for f in futs)
+
+    assert _count(setup, name) == 4000
+    ids = sorted(r["id"] for r in setup.query(name, filter="id >= 0", limit=5000, output_fields=["id"],
+                                              consistency_level=STRONG))
+    assert ids == list(range(4000))
+    q = random_vectors(8, DIM, seed=84)
+    check_search(setup.search(name, q.tolist(), limit=10, consistency_level=STRONG),
+                 vecs, list(range(4000)), q, "IP", 10)
