@@ -238,8 +238,8 @@ def test_upsert_duplicate_pks_in_one_batch_is_refused(client, name):
     assert ei.value.code == 1100, ei.value
     assert "duplicate primary keys are not allowed in the same batch" in ei.value.message, ei.value
     # Nothing was written.
-    assert client.query(name, filter="", limit=10, output_fields=["v"], consistency_level=STRONG) == [
-        {"id": 1, "v": "old"}]
+    rows = client.query(name, filter="", limit=10, output_fields=["v"], consistency_level=STRONG)
+    assert [dict(r) for r in rows] == [{"id": 1, "v": "old"}]
 
 
 # ---------------------------------------------------------------------------- delete

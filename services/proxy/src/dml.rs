@@ -6,7 +6,7 @@
 //! vchannel by its pchannel's producer. The client is answered once every shard's
 //! messages are durably on the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use fv_common::pk::PkColumn;
@@ -231,18 +231,13 @@ pub async fn upsert(p: &Proxy, req: UpsertRequest) -> FvResult<MutationResult> {
     let coll = p.cache.get(&req.db_name, &req.collection_name).await?;
     let partition = coll.partition_id(&req.partition_name)?;
     let (columns, pks) = prepare_rows(p, &coll, &req.fields_data, req.num_rows, PkSource::Required).await?;
-    // A key repeated inside one request: the last row wins.
-    let mut last: HashMap<PrimaryKey, usize> = HashMap::new();
-    for (i, k) in pks.iter().enumerate() {
-        last.insert(k, i);
+    // Milvus 2.6 refuses a batch that repeats a key: which row should win is ambiguous.
+    let mut seen: HashSet<PrimaryKey> = HashSet::with_capacity(pks.len());
+    if let Some(k) = pks.iter().find(|k| !seen.insert(k.clone())) {
+        return Err(FvError::invalid_parameter(format!(
+            "duplicate primary keys are not allowed in the same batch: {k}"
+        )));
     }
-    let (columns, pks) = if last.len() < pks.len() {
-        let mut keep: Vec<usize> = last.into_values().collect();
-        keep.sort_unstable();
-        (columns.iter().map(|c| c.take(&keep)).collect(), take_keys(&pks, &keep))
-    } else {
-        (columns, pks)
-    };
     let ts =
         publish(p, &coll, partition, columns, &pks, true, row_bytes(req.encoded_len(), req.num_rows, &coll)).await?;
     let n = req.num_rows as usize;

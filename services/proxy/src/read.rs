@@ -366,7 +366,14 @@ struct QuerySpec {
     guarantee: Timestamp,
 }
 
-async fn run_query(p: &Proxy, coll: &Collection, leaders: &Leaders, spec: &QuerySpec) -> FvResult<(Rows, i64)> {
+/// Runs a query on every shard; returns the merged rows, their count, and the newest
+/// MVCC timestamp the shards read at (iterators pin later pages to it).
+async fn run_query(
+    p: &Proxy,
+    coll: &Collection,
+    leaders: &Leaders,
+    spec: &QuerySpec,
+) -> FvResult<(Rows, i64, Timestamp)> {
     let schema = &coll.schema;
     let base = qn::QueryRequest {
         collection_id: coll.info.id,
@@ -395,13 +402,14 @@ async fn run_query(p: &Proxy, coll: &Collection, leaders: &Leaders, spec: &Query
         }
     })
     .await?;
+    let mvcc_ts = parts.iter().map(|r| r.mvcc_ts).max().unwrap_or(0);
     if spec.out.count {
-        return Ok((Rows { columns: vec![] }, parts.iter().map(|r| r.count).sum()));
+        return Ok((Rows { columns: vec![] }, parts.iter().map(|r| r.count).sum(), mvcc_ts));
     }
     let rows = parts.iter().map(|r| Rows::decode(&r.fields_data, schema)).collect::<Result<Vec<_>, _>>()?;
     let merged = merge_query(&rows, schema.pk().id, spec.offset, spec.limit)?;
     let n = merged.len() as i64;
-    Ok((merged, n))
+    Ok((merged, n, mvcc_ts))
 }
 
 fn count_field(count: i64) -> FieldData {
@@ -470,7 +478,12 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
         guarantee,
         out,
     };
-    let (rows, count) = run_query(p, &coll, &leaders, &spec).await?;
+    let (rows, count, session_ts) = run_query(p, &coll, &leaders, &spec).await?;
+    // As Milvus does, only the first page of an iterator learns the snapshot it read at
+    // (pymilvus pins the following pages to it); other results carry no session_ts.
+    let iterator_first_page =
+        param(&req.query_params, "iterator").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            && req.guarantee_timestamp == 0;
     let (fields_data, output_fields) = if spec.out.count {
         (vec![count_field(count)], vec![output::COUNT_STAR.to_string()])
     } else {
@@ -484,6 +497,7 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
         collection_name: coll.name().to_string(),
         output_fields,
         primary_field_name: schema.pk().name.clone(),
+        session_ts: if iterator_first_page { session_ts } else { 0 },
         ..Default::default()
     })
 }
@@ -510,7 +524,7 @@ pub async fn matching_keys(
         limit: None,
         guarantee,
     };
-    let (rows, _) = run_query(p, coll, &leaders, &spec).await?;
+    let (rows, _, _) = run_query(p, coll, &leaders, &spec).await?;
     let pk_id = coll.schema.pk().id;
     let Some(col) = rows.columns.iter().find(|c| c.field_id == pk_id) else { return Ok(vec![]) };
     let keys: HashSet<PrimaryKey> = (0..col.len()).filter_map(|r| col.pk(r)).collect();

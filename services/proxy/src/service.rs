@@ -101,6 +101,73 @@ impl MilvusApi {
     }
 }
 
+/// A request that names its database. pymilvus 2.4+ sends the database of a call in the
+/// `dbname` gRPC metadata rather than in the message, so an empty `db_name` field is
+/// filled from that header before the request is served; an unknown database is then
+/// refused (code 800) where the name is resolved, as Milvus does.
+trait DbScoped {
+    fn db_name_mut(&mut self) -> &mut String;
+}
+
+macro_rules! db_scoped {
+    ($($t:ty),* $(,)?) => {
+        $(impl DbScoped for $t {
+            fn db_name_mut(&mut self) -> &mut String {
+                &mut self.db_name
+            }
+        })*
+    };
+}
+
+db_scoped!(
+    CreateCollectionRequest,
+    DropCollectionRequest,
+    HasCollectionRequest,
+    LoadCollectionRequest,
+    ReleaseCollectionRequest,
+    DescribeCollectionRequest,
+    GetCollectionStatisticsRequest,
+    ShowCollectionsRequest,
+    RenameCollectionRequest,
+    CreatePartitionRequest,
+    DropPartitionRequest,
+    HasPartitionRequest,
+    LoadPartitionsRequest,
+    ReleasePartitionsRequest,
+    GetPartitionStatisticsRequest,
+    ShowPartitionsRequest,
+    GetLoadingProgressRequest,
+    GetLoadStateRequest,
+    ListAliasesRequest,
+    CreateIndexRequest,
+    DescribeIndexRequest,
+    GetIndexStatisticsRequest,
+    GetIndexStateRequest,
+    GetIndexBuildProgressRequest,
+    DropIndexRequest,
+    InsertRequest,
+    DeleteRequest,
+    UpsertRequest,
+    SearchRequest,
+    FlushRequest,
+    QueryRequest,
+    GetFlushStateRequest
+);
+
+/// The gRPC metadata key pymilvus puts the database name in.
+const DB_NAME_HEADER: &str = "dbname";
+
+fn scoped<T: DbScoped>(req: Request<T>) -> T {
+    let header = req.metadata().get(DB_NAME_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut body = req.into_inner();
+    if let Some(db) = header.filter(|d| !d.is_empty()) {
+        if body.db_name_mut().is_empty() {
+            *body.db_name_mut() = db;
+        }
+    }
+    body
+}
+
 fn status<T>(r: &FvResult<T>) -> Status {
     fv_common::error::status_of(r)
 }
@@ -142,19 +209,19 @@ fn unimplemented(what: &str) -> Status {
 #[tonic::async_trait]
 impl MilvusService for MilvusApi {
     async fn create_collection(&self, req: Request<CreateCollectionRequest>) -> Reply<Status> {
-        let req = req.into_inner();
+        let req = scoped(req);
         let name = req.collection_name.clone();
         Ok(Response::new(status(&traced("CreateCollection", &name, ddl::create_collection(&self.proxy, req)).await)))
     }
 
     async fn drop_collection(&self, req: Request<DropCollectionRequest>) -> Reply<Status> {
-        let req = req.into_inner();
+        let req = scoped(req);
         let name = req.collection_name.clone();
         Ok(Response::new(status(&traced("DropCollection", &name, ddl::drop_collection(&self.proxy, req)).await)))
     }
 
     async fn has_collection(&self, req: Request<HasCollectionRequest>) -> Reply<BoolResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             BoolResponse,
             traced(
@@ -168,7 +235,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn load_collection(&self, req: Request<LoadCollectionRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "LoadCollection",
@@ -180,7 +247,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn release_collection(&self, req: Request<ReleaseCollectionRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "ReleaseCollection",
@@ -192,7 +259,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn describe_collection(&self, req: Request<DescribeCollectionRequest>) -> Reply<DescribeCollectionResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(
             DescribeCollectionResponse,
@@ -205,7 +272,7 @@ impl MilvusService for MilvusApi {
         &self,
         req: Request<GetCollectionStatisticsRequest>,
     ) -> Reply<GetCollectionStatisticsResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             GetCollectionStatisticsResponse,
             traced(
@@ -222,7 +289,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn show_collections(&self, req: Request<ShowCollectionsRequest>) -> Reply<ShowCollectionsResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             ShowCollectionsResponse,
             traced("ShowCollections", "", ddl::show_collections(&self.proxy, r)).await,
@@ -235,13 +302,13 @@ impl MilvusService for MilvusApi {
     }
 
     async fn rename_collection(&self, req: Request<RenameCollectionRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.old_name.clone();
         Ok(Response::new(status(&traced("RenameCollection", &name, ddl::rename_collection(&self.proxy, r)).await)))
     }
 
     async fn create_partition(&self, req: Request<CreatePartitionRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "CreatePartition",
@@ -253,7 +320,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn drop_partition(&self, req: Request<DropPartitionRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "DropPartition",
@@ -265,7 +332,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn has_partition(&self, req: Request<HasPartitionRequest>) -> Reply<BoolResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             BoolResponse,
             traced(
@@ -279,7 +346,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn load_partitions(&self, req: Request<LoadPartitionsRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "LoadPartitions",
@@ -291,7 +358,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn release_partitions(&self, req: Request<ReleasePartitionsRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "ReleasePartitions",
@@ -306,7 +373,7 @@ impl MilvusService for MilvusApi {
         &self,
         req: Request<GetPartitionStatisticsRequest>,
     ) -> Reply<GetPartitionStatisticsResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let parts = vec![r.partition_name.clone()];
         with_status!(
             GetPartitionStatisticsResponse,
@@ -324,7 +391,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn show_partitions(&self, req: Request<ShowPartitionsRequest>) -> Reply<ShowPartitionsResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(
             ShowPartitionsResponse,
@@ -334,7 +401,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn get_loading_progress(&self, req: Request<GetLoadingProgressRequest>) -> Reply<GetLoadingProgressResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             GetLoadingProgressResponse,
             traced(
@@ -348,7 +415,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn get_load_state(&self, req: Request<GetLoadStateRequest>) -> Reply<GetLoadStateResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let res = traced(
             "GetLoadState",
             &r.collection_name,
@@ -356,7 +423,12 @@ impl MilvusService for MilvusApi {
         )
         .await;
         match res {
-            // A collection that does not exist has state NotExist (and an error status).
+            // As in Milvus, a collection that does not exist is not an error here: the
+            // answer is success with state NotExist.
+            Err(e) if e.code == fv_common::Code::CollectionNotFound => Ok(Response::new(GetLoadStateResponse {
+                status: Some(Default::default()),
+                state: fv_proto::common::LoadState::NotExist as i32,
+            })),
             Err(e) => Ok(Response::new(GetLoadStateResponse {
                 status: Some(e.to_status()),
                 state: fv_proto::common::LoadState::NotExist as i32,
@@ -383,7 +455,7 @@ impl MilvusService for MilvusApi {
 
     async fn list_aliases(&self, req: Request<ListAliasesRequest>) -> Reply<ListAliasesResponse> {
         // No aliases exist yet: an empty list for an existing collection.
-        let r = req.into_inner();
+        let r = scoped(req);
         let res = if r.collection_name.is_empty() {
             Ok(())
         } else {
@@ -397,13 +469,13 @@ impl MilvusService for MilvusApi {
     }
 
     async fn create_index(&self, req: Request<CreateIndexRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         Ok(Response::new(status(&traced("CreateIndex", &name, ddl::create_index(&self.proxy, r)).await)))
     }
 
     async fn describe_index(&self, req: Request<DescribeIndexRequest>) -> Reply<DescribeIndexResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             DescribeIndexResponse,
             traced(
@@ -417,7 +489,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn get_index_statistics(&self, req: Request<GetIndexStatisticsRequest>) -> Reply<GetIndexStatisticsResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             GetIndexStatisticsResponse,
             traced(
@@ -431,7 +503,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn get_index_state(&self, req: Request<GetIndexStateRequest>) -> Reply<GetIndexStateResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             GetIndexStateResponse,
             traced(
@@ -448,7 +520,7 @@ impl MilvusService for MilvusApi {
         &self,
         req: Request<GetIndexBuildProgressRequest>,
     ) -> Reply<GetIndexBuildProgressResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(
             GetIndexBuildProgressResponse,
             traced(
@@ -462,7 +534,7 @@ impl MilvusService for MilvusApi {
     }
 
     async fn drop_index(&self, req: Request<DropIndexRequest>) -> Reply<Status> {
-        let r = req.into_inner();
+        let r = scoped(req);
         Ok(Response::new(status(
             &traced(
                 "DropIndex",
@@ -474,25 +546,25 @@ impl MilvusService for MilvusApi {
     }
 
     async fn insert(&self, req: Request<InsertRequest>) -> Reply<MutationResult> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(MutationResult, traced("Insert", &name, dml::insert(&self.proxy, r)).await, |v| v)
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> Reply<MutationResult> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(MutationResult, traced("Delete", &name, dml::delete(&self.proxy, r)).await, |v| v)
     }
 
     async fn upsert(&self, req: Request<UpsertRequest>) -> Reply<MutationResult> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(MutationResult, traced("Upsert", &name, dml::upsert(&self.proxy, r)).await, |v| v)
     }
 
     async fn search(&self, req: Request<SearchRequest>) -> Reply<SearchResults> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(SearchResults, traced("Search", &name, read::search(&self.proxy, r)).await, |v| v)
     }
@@ -502,18 +574,18 @@ impl MilvusService for MilvusApi {
     }
 
     async fn flush(&self, req: Request<FlushRequest>) -> Reply<FlushResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(FlushResponse, traced("Flush", "", ddl::flush(&self.proxy, r)).await, |v| v)
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Reply<QueryResults> {
-        let r = req.into_inner();
+        let r = scoped(req);
         let name = r.collection_name.clone();
         with_status!(QueryResults, traced("Query", &name, read::query(&self.proxy, r)).await, |v| v)
     }
 
     async fn get_flush_state(&self, req: Request<GetFlushStateRequest>) -> Reply<GetFlushStateResponse> {
-        let r = req.into_inner();
+        let r = scoped(req);
         with_status!(GetFlushStateResponse, traced("GetFlushState", "", ddl::flush_state(&self.proxy, r)).await, |v| {
             GetFlushStateResponse { flushed: v, ..Default::default() }
         })
@@ -534,7 +606,14 @@ impl MilvusService for MilvusApi {
         }))
     }
 
-    async fn connect(&self, _req: Request<ConnectRequest>) -> Reply<ConnectResponse> {
+    async fn connect(&self, req: Request<ConnectRequest>) -> Reply<ConnectResponse> {
+        // Clients that name a database on connect (pymilvus 2.x sends it as metadata on
+        // every call) learn at once that it does not exist.
+        let db = req.metadata().get(DB_NAME_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !db.is_empty() && db != fv_common::DEFAULT_DB_NAME {
+            let e = FvError::database_not_found(db);
+            return Ok(Response::new(ConnectResponse { status: Some(e.to_status()), ..Default::default() }));
+        }
         let identifier = self.next_identifier.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(ConnectResponse {
             status: Some(Default::default()),
@@ -576,7 +655,7 @@ impl MilvusService for MilvusApi {
         if db != fv_common::DEFAULT_DB_NAME {
             return Ok(Response::new(DescribeDatabaseResponse {
                 status: Some(
-                    FvError::new(fv_common::Code::DatabaseNotFound, format!("database not found[database={db}]"))
+                    FvError::database_not_found(&db)
                         .to_status(),
                 ),
                 ..Default::default()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fv_common::channel::{pchannel_name, vchannel_name};
 use fv_common::schema::{Schema, prepare_new_schema, validate_name};
-use fv_common::{Code, DEFAULT_DB_NAME, DEFAULT_PARTITION_NAME, FvError, FvResult};
+use fv_common::{DEFAULT_DB_NAME, DEFAULT_PARTITION_NAME, FvError, FvResult};
 use fv_proto::common::LoadState;
 use fv_proto::fv::datacoord::{DropCollectionDataRequest, WatchChannelsRequest};
 use fv_proto::fv::index::DropCollectionIndexesRequest;
@@ -43,7 +43,7 @@ pub fn resolve_db(db: &str) -> FvResult<String> {
     if db.is_empty() || db == DEFAULT_DB_NAME {
         Ok(DEFAULT_DB_NAME.to_string())
     } else {
-        Err(FvError::new(Code::DatabaseNotFound, format!("database not found[database={db}]")))
+        Err(FvError::database_not_found(db))
     }
 }
 

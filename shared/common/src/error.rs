@@ -203,6 +203,10 @@ impl FvError {
     // Constructors with Milvus' message shapes ("<what>[<key>=<value>]"), which SDK test
     // suites match as substrings.
 
+    pub fn database_not_found(db: &str) -> Self {
+        FvError::new(Code::DatabaseNotFound, format!("database not found[database={db}]"))
+    }
+
     pub fn collection_not_found(db: &str, name: &str) -> Self {
         Self::new(Code::CollectionNotFound, format!("collection not found[database={db}][collection={name}]"))
     }

@@ -572,6 +572,14 @@ fn validate_values(field: &Field, col: &Column) -> Result<()> {
         ColumnData::FloatVector { data, .. } if data.iter().any(|x| !x.is_finite()) => {
             return Err(StorageError::Invalid(format!("float vector field {} contains NaN or infinity", field.name)));
         }
+        // Milvus refuses non-finite Float and Double values too: they break comparisons
+        // (NaN is unordered) and range filters.
+        ColumnData::Float(v) if v.iter().any(|x| !x.is_finite()) => {
+            return Err(StorageError::Invalid(format!("float field {} contains NaN or infinity", field.name)));
+        }
+        ColumnData::Double(v) if v.iter().any(|x| !x.is_finite()) => {
+            return Err(StorageError::Invalid(format!("double field {} contains NaN or infinity", field.name)));
+        }
         _ => {}
     }
     Ok(())
@@ -667,6 +675,26 @@ mod tests {
             ..Default::default()
         };
         assert!(Column::from_client_field_data(Some(&fd), &i8f, 1).is_err());
+        let ff = field(105, "f", DataType::Float);
+        let dd = field(106, "d", DataType::Double);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let fd = FieldData {
+                field: Some(FdField::Scalars(ScalarField {
+                    data: Some(ScalarData::FloatData(FloatArray { data: vec![1.0, bad as f32] })),
+                })),
+                ..Default::default()
+            };
+            let e = Column::from_client_field_data(Some(&fd), &ff, 2).unwrap_err();
+            assert!(e.to_string().contains("NaN or infinity"), "{e}");
+            let fd = FieldData {
+                field: Some(FdField::Scalars(ScalarField {
+                    data: Some(ScalarData::DoubleData(DoubleArray { data: vec![bad, 1.0] })),
+                })),
+                ..Default::default()
+            };
+            let e = Column::from_client_field_data(Some(&fd), &dd, 2).unwrap_err();
+            assert!(e.to_string().contains("NaN or infinity"), "{e}");
+        }
     }
 
     #[test]
