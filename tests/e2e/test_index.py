@@ -1,10 +1,12 @@
-"""create_index / list_indexes / describe_index / drop_index with FLAT and AUTOINDEX."""
+"""create_index / list_indexes / describe_index / drop_index with FLAT, AUTOINDEX and the
+IVF types (IVF_FLAT, IVF_SQ8, IVF_PQ)."""
 
+import numpy as np
 import pytest
 from pymilvus import Collection, DataType, MilvusException, connections, utility
 
 from conftest import unique_name
-from helpers import check_search, random_vectors
+from helpers import check_search, higher_is_better, random_vectors, scores
 
 STRONG = "Strong"
 DIM = 16
@@ -164,3 +166,125 @@ def test_orm_index(uri):
         if utility.has_collection(name, using=alias):
             utility.drop_collection(name, using=alias)
         connections.disconnect(alias)
+
+
+# ---------------------------------------------------------------------------- IVF indexes
+
+IVF_ROWS = 3000
+IVF_NLIST = 32
+
+
+def _clustered(n, dim, seed):
+    """Vectors around 40 centres, so inverted lists mean something."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, dim)).astype(np.float32)
+    labels = rng.integers(0, len(centres), size=n)
+    return (centres[labels] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def _recall(res, base, queries, metric, k):
+    s = scores(metric, base, np.asarray(queries))
+    hits = 0
+    for qi, hits_q in enumerate(res):
+        order = np.argsort(-s[qi] if higher_is_better(metric) else s[qi], kind="stable")[:k]
+        hits += len({h["id"] for h in hits_q} & set(order.tolist()))
+    return hits / (k * len(res))
+
+
+@pytest.mark.parametrize("index_type,params,min_recall", [
+    ("IVF_FLAT", {"nlist": IVF_NLIST}, 1.0),
+    ("IVF_SQ8", {"nlist": IVF_NLIST}, 0.9),
+    ("IVF_PQ", {"nlist": IVF_NLIST, "m": 8, "nbits": 8}, 0.6),
+])
+@pytest.mark.parametrize("metric", ["L2", "IP", "COSINE"])
+def test_ivf_indexes_build_describe_and_search(client, name, index_type, params, min_recall, metric):
+    """An IVF index on a flushed segment: create_index returns once it is built (pymilvus
+    waits for Finished), describe_index reports its parameters and rows, and searches go
+    through it: with every list probed IVF_FLAT is exact, SQ8 and PQ stay above a recall
+    floor; a filter narrows the candidates before scoring."""
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("x", DataType.INT64)
+    client.create_collection(name, schema=schema, consistency_level=STRONG)
+    vecs = _clustered(IVF_ROWS, DIM, seed=len(index_type) * 10 + len(metric))
+    for at in range(0, IVF_ROWS, 1000):
+        client.insert(name, [{"id": i, "emb": vecs[i].tolist(), "x": i % 10} for i in range(at, at + 1000)])
+    client.flush(name)
+
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="emb", index_type=index_type, metric_type=metric, params=params)
+    client.create_index(name, ip)
+    d = client.describe_index(name, "emb")
+    assert d["index_type"] == index_type and d["metric_type"] == metric, d
+    assert int(d["nlist"]) == IVF_NLIST, d
+    assert d["state"] == "Finished" and d["indexed_rows"] == d["total_rows"] == IVF_ROWS, d
+
+    client.load_collection(name)
+    q = _clustered(20, DIM, seed=7)
+    pks = list(range(IVF_ROWS))
+    all_lists = {"params": {"nprobe": IVF_NLIST}}
+    res = client.search(name, q.tolist(), limit=10, search_params=all_lists, consistency_level=STRONG)
+    if min_recall == 1.0:
+        check_search(res, vecs, pks, q, metric, 10, where=f"{index_type}/{metric}")
+    assert _recall(res, vecs, q, metric, 10) >= min_recall
+    # Fewer lists probed: still answers, never better than probing them all.
+    few = client.search(name, q.tolist(), limit=10, search_params={"params": {"nprobe": 2}},
+                        consistency_level=STRONG)
+    assert all(len(h) == 10 for h in few)
+    assert _recall(few, vecs, q, metric, 10) <= _recall(res, vecs, q, metric, 10) + 1e-9
+
+    # Filtered search through the index.
+    res = client.search(name, q.tolist(), limit=10, filter="x < 3", search_params=all_lists,
+                        output_fields=["x"], consistency_level=STRONG)
+    assert all(h["entity"]["x"] < 3 for hits in res for h in hits)
+    if min_recall == 1.0:
+        check_search(res, vecs, pks, q, metric, 10, mask=np.arange(IVF_ROWS) % 10 < 3, where="filtered")
+
+    # Deleted rows never come back from the index.
+    best = [hits[0]["id"] for hits in res]
+    client.delete(name, ids=best)
+    res = client.search(name, q.tolist(), limit=10, filter="x < 3", search_params=all_lists,
+                        consistency_level=STRONG)
+    assert not ({h["id"] for hits in res for h in hits} & set(best))
+
+
+def test_ivf_range_search_is_exact_with_every_list_probed(client, name):
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+    client.create_collection(name, schema=schema, consistency_level=STRONG)
+    vecs = _clustered(IVF_ROWS, DIM, seed=11)
+    client.insert(name, [{"id": i, "emb": vecs[i].tolist()} for i in range(IVF_ROWS)])
+    client.flush(name)
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="emb", index_type="IVF_FLAT", metric_type="L2", params={"nlist": IVF_NLIST})
+    client.create_index(name, ip)
+    client.load_collection(name)
+    q = _clustered(1, DIM, seed=12)
+    s = scores("L2", vecs, q)[0]
+    asc = np.sort(s)
+    radius, range_filter = float(asc[50] + asc[51]) / 2, float(asc[10] + asc[11]) / 2
+    res = client.search(name, q.tolist(), limit=100,
+                        search_params={"params": {"nprobe": IVF_NLIST, "radius": radius,
+                                                  "range_filter": range_filter}},
+                        consistency_level=STRONG)
+    check_search(res, vecs, list(range(IVF_ROWS)), q, "L2", 100, mask=(s < radius) & (s >= range_filter),
+                 where="IVF range")
+    assert len(res[0]) == 40
+
+
+@pytest.mark.parametrize("index_type,params", [
+    ("IVF_FLAT", {"nlist": 0}),
+    ("IVF_FLAT", {"nlist": 70000}),
+    ("IVF_PQ", {"nlist": 8, "m": 5}),  # m must divide dim 16
+    ("IVF_PQ", {"nlist": 8, "m": 4, "nbits": 17}),
+])
+def test_bad_ivf_params_are_refused(client, name, index_type, params):
+    _unindexed(client, name, n=50)
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="emb", index_type=index_type, metric_type="L2", params=params)
+    with pytest.raises(MilvusException) as ei:
+        client.create_index(name, ip)
+    assert ei.value.code == 1100, ei.value
+    assert client.list_indexes(name) == []

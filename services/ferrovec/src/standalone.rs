@@ -38,8 +38,20 @@ impl Standalone {
     /// Opens the backends and starts `roles`; with `serve`, also the Milvus API (when
     /// the proxy runs here) and the health endpoint. Must run inside an actix system.
     pub async fn start_roles(config: Config, roles_to_start: &[Role], serve: bool) -> FvResult<Standalone> {
-        let config = Arc::new(config);
         let backends = backends::open(&config).await?;
+        Self::start_on(config, backends, roles_to_start, serve).await
+    }
+
+    /// Starts `roles` on backends that are already open, as one more node of the same
+    /// cluster with its own node id, session and shutdown: tests use it to run a second
+    /// index or query node beside a standalone one and to stop it on its own.
+    pub async fn start_on(
+        config: Config,
+        backends: Backends,
+        roles_to_start: &[Role],
+        serve: bool,
+    ) -> FvResult<Standalone> {
+        let config = Arc::new(config);
         let node_id =
             if config.node_id > 0 { config.node_id } else { session::allocate_node_id(&backends.meta).await? };
         let shutdown = Shutdown::new();

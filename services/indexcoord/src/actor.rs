@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use fv_common::{Code, CollectionId, FvError, FvResult, NodeId, SegmentId};
+use fv_index::IndexParams;
 use fv_metastore::TxnOp;
 use fv_proto::common::{IndexState, KeyValuePair, SegmentState};
 use fv_proto::fv::datacoord::GetSegmentInfoRequest;
 use fv_proto::fv::index::{
     BuildIndexRequest, CreateIndexRequest, DescribeIndexResponse, DropCollectionIndexesRequest, DropIndexRequest,
-    GetJobStatsRequest, GetSegmentIndexesResponse, IndexStatus, ReportBuildResultRequest,
+    GetJobStatsRequest, GetSegmentIndexesResponse, IndexStatus, ReportBuildResultRequest, ReportCorruptIndexRequest,
 };
 use fv_proto::fv::meta::{IndexInfo, SegmentIndexTask, SegmentInfo};
 use fv_proto::fv::rootcoord::{AllocIdRequest, AllocTimestampRequest};
 use fv_runtime::rpc::Role;
 use fv_runtime::rpcs::{datacoord, indexnode, rootcoord};
 use fv_runtime::{RoleContext, Target, atomic_handlers, session};
+use fv_storage::paths;
 use parking_lot::RwLock;
 
 use crate::catalog::{self, commit, put_index, put_task};
@@ -79,6 +81,11 @@ impl Core {
                 ),
             ));
         }
+        // Bad build parameters are refused now, not when the first build fails.
+        let dim: usize = param(&req.type_params, "dim").and_then(|d| d.parse().ok()).unwrap_or(0);
+        IndexParams::from_kv(req.index_params.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())))
+            .and_then(|p| if dim > 0 { p.validate(dim) } else { Ok(()) })
+            .map_err(|e| FvError::invalid_parameter(format!("invalid index params: {e}")))?;
         {
             let st = self.state.read();
             for i in st.indexes.values().filter(|i| i.collection_id == req.collection_id && !i.deleted) {
@@ -217,6 +224,24 @@ impl Core {
         commit(&self.ctx.meta, vec![op]).await
     }
 
+    /// A query node could not read a finished build's files: the task is dropped (its
+    /// files are collected) and the next round creates a fresh build for the segment,
+    /// with a new build id, so nodes swap to the rebuilt index when it is finished.
+    pub async fn report_corrupt(&self, req: ReportCorruptIndexRequest) -> FvResult<()> {
+        let op = {
+            let mut st = self.state.write();
+            let Some(t) = st.tasks.get_mut(&req.build_id) else { return Ok(()) };
+            if t.deleted {
+                return Ok(());
+            }
+            tracing::warn!(build = t.build_id, segment = t.segment_id, node = req.node_id, reason = %req.reason,
+                "index files unreadable; rebuilding");
+            t.deleted = true;
+            put_task(t)
+        };
+        commit(&self.ctx.meta, vec![op]).await
+    }
+
     /// One scheduling round: new tasks, re-issue tasks of dead nodes, assign work,
     /// collect dropped indexes.
     pub async fn schedule(&self, _: ()) -> FvResult<()> {
@@ -339,7 +364,7 @@ impl Core {
             )
         };
         for t in &tasks {
-            let prefix = fv_storage_prefix(t);
+            let prefix = paths::index_prefix(t.collection_id, t.segment_id, t.build_id);
             if self.ctx.objects.delete_prefix(&prefix).await.is_err() {
                 continue;
             }
@@ -410,10 +435,6 @@ impl Core {
     }
 }
 
-fn fv_storage_prefix(t: &SegmentIndexTask) -> String {
-    format!("index_files/{}/{}/{}/", t.collection_id, t.segment_id, t.build_id)
-}
-
 pub struct IndexCoordActor {
     pub core: Arc<Core>,
 }
@@ -427,5 +448,6 @@ atomic_handlers!(IndexCoordActor, core;
     Drop(DropIndexRequest) => drop_index -> ();
     DropAll(DropCollectionIndexesRequest) => drop_collection_indexes -> ();
     Report(ReportBuildResultRequest) => report -> ();
+    Corrupt(ReportCorruptIndexRequest) => report_corrupt -> ();
     Schedule(()) => schedule -> ();
 );

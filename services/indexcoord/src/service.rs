@@ -49,6 +49,7 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
     control!(rpc::DropIndex, Drop);
     control!(rpc::DropCollectionIndexes, DropAll);
     control!(rpc::ReportBuildResult, Report);
+    control!(rpc::ReportCorruptIndex, Corrupt);
     let c = core.clone();
     s.serve::<rpc::DescribeIndex, _, _>(Target::Coord, move |req| {
         let c = c.clone();

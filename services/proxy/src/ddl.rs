@@ -372,6 +372,23 @@ pub async fn create_index(p: &Proxy, req: api::CreateIndexRequest) -> FvResult<(
     Ok(())
 }
 
+/// Index parameters as Milvus 2.4+ describes them: the build parameters recorded in the
+/// `params` JSON come back as pairs of their own (`nlist`, `m`, …) beside `index_type`
+/// and `metric_type`.
+fn flatten_index_params(stored: &[KeyValuePair]) -> Vec<KeyValuePair> {
+    let mut out = Vec::with_capacity(stored.len() + 2);
+    for kv in stored {
+        match (kv.key.as_str(), serde_json::from_str::<serde_json::Value>(&kv.value)) {
+            ("params", Ok(serde_json::Value::Object(o))) => out.extend(o.into_iter().map(|(k, v)| KeyValuePair {
+                key: k,
+                value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+            })),
+            _ => out.push(kv.clone()),
+        }
+    }
+    out
+}
+
 pub async fn describe_index(
     p: &Proxy,
     db: &str,
@@ -397,7 +414,7 @@ pub async fn describe_index(
             (field_name.is_empty() || fname == field_name).then(|| api::IndexDescription {
                 index_name: info.index_name,
                 index_id: info.index_id,
-                params: info.index_params,
+                params: flatten_index_params(&info.index_params),
                 field_name: fname,
                 indexed_rows: s.indexed_rows,
                 total_rows: s.total_rows,

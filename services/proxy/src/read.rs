@@ -481,9 +481,8 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
     let (rows, count, session_ts) = run_query(p, &coll, &leaders, &spec).await?;
     // As Milvus does, only the first page of an iterator learns the snapshot it read at
     // (pymilvus pins the following pages to it); other results carry no session_ts.
-    let iterator_first_page =
-        param(&req.query_params, "iterator").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            && req.guarantee_timestamp == 0;
+    let iterator_first_page = param(&req.query_params, "iterator").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        && req.guarantee_timestamp == 0;
     let (fields_data, output_fields) = if spec.out.count {
         (vec![count_field(count)], vec![output::COUNT_STAR.to_string()])
     } else {

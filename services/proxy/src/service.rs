@@ -160,10 +160,10 @@ const DB_NAME_HEADER: &str = "dbname";
 fn scoped<T: DbScoped>(req: Request<T>) -> T {
     let header = req.metadata().get(DB_NAME_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut body = req.into_inner();
-    if let Some(db) = header.filter(|d| !d.is_empty()) {
-        if body.db_name_mut().is_empty() {
-            *body.db_name_mut() = db;
-        }
+    if let Some(db) = header.filter(|d| !d.is_empty())
+        && body.db_name_mut().is_empty()
+    {
+        *body.db_name_mut() = db;
     }
     body
 }
@@ -654,10 +654,7 @@ impl MilvusService for MilvusApi {
         let db = crate::meta_cache::db_name(&r.db_name);
         if db != fv_common::DEFAULT_DB_NAME {
             return Ok(Response::new(DescribeDatabaseResponse {
-                status: Some(
-                    FvError::database_not_found(&db)
-                        .to_status(),
-                ),
+                status: Some(FvError::database_not_found(&db).to_status()),
                 ..Default::default()
             }));
         }

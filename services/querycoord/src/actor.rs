@@ -1,15 +1,16 @@
 //! `QueryCoordActor` serialises load/release and reconciliation rounds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use fv_common::{Code, CollectionId, FvError, FvResult, PartitionId};
+use fv_common::{Code, CollectionId, FvError, FvResult, PartitionId, SegmentId};
 use fv_metastore::TxnOp;
 use fv_proto::common::LoadState;
 use fv_proto::fv::datacoord::GetRecoveryInfoRequest;
-use fv_proto::fv::meta::{CollectionInfo, LoadInfo, LoadStatus};
+use fv_proto::fv::index::GetSegmentIndexesRequest;
+use fv_proto::fv::meta::{CollectionInfo, LoadInfo, LoadStatus, SegmentIndexTask};
 use fv_proto::fv::querycoord::{
     GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest, LoadPartitionsRequest,
     ReleaseCollectionRequest, ReleasePartitionsRequest, ShardLeader,
@@ -20,7 +21,7 @@ use fv_proto::fv::querynode::{
 };
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::{datacoord, querynode, rootcoord};
+use fv_runtime::rpcs::{datacoord, indexcoord, querynode, rootcoord};
 use fv_runtime::{RoleContext, Target, atomic_handlers, session};
 use parking_lot::RwLock;
 use prost::Message;
@@ -185,6 +186,20 @@ impl Core {
     }
 
     /// What every live query node holds.
+    /// The finished vector index build of each segment of a collection.
+    async fn finished_builds(&self, cid: CollectionId) -> FvResult<HashMap<SegmentId, SegmentIndexTask>> {
+        let r = self
+            .ctx
+            .rpc
+            .call_with_timeout::<indexcoord::GetSegmentIndexes>(
+                Target::Coord,
+                &GetSegmentIndexesRequest { collection_id: cid, segment_ids: vec![] },
+                CALL_TIMEOUT,
+            )
+            .await?;
+        Ok(r.tasks.into_iter().map(|t| (t.segment_id, t)).collect())
+    }
+
     async fn views(&self) -> FvResult<Vec<GetDataDistributionResponse>> {
         let live = session::list(&self.ctx.meta, Role::QueryNode).await?;
         let calls = live.iter().map(|s| {
@@ -262,6 +277,7 @@ impl Core {
                 CALL_TIMEOUT,
             )
             .await?;
+        let builds = self.finished_builds(cid).await?;
         let targets: Vec<TargetSegment> = rec
             .segments
             .iter()
@@ -270,6 +286,7 @@ impl Core {
                 vchannel: s.vchannel.clone(),
                 partition: s.partition_id,
                 rows: s.num_rows,
+                index_build: builds.get(&s.id).map(|t| t.build_id).unwrap_or(0),
             })
             .collect();
         let p = planner::plan(cid, &desc.vchannels, &targets, views);
@@ -300,12 +317,16 @@ impl Core {
                     }
                     r.map(|_| ())
                 }
-                Action::Load { segment, node } => {
+                Action::Load { segment, node } | Action::SwitchIndex { segment, node } => {
                     let Some(seg) = rec.segments.iter().find(|s| s.id == *segment).cloned() else { continue };
-                    let req = LoadSegmentsRequest { collection: Some(desc.clone()), segments: vec![seg] };
+                    let req = LoadSegmentsRequest {
+                        collection: Some(desc.clone()),
+                        segments: vec![seg],
+                        indexes: builds.get(segment).cloned().into_iter().collect(),
+                    };
                     let r =
                         rpc.call_with_timeout::<querynode::LoadSegments>(Target::Node(*node), &req, CALL_TIMEOUT).await;
-                    if r.is_err() {
+                    if r.is_err() && matches!(a, Action::Load { .. }) {
                         failed_loads.push(*segment);
                     }
                     r.map(|_| ())

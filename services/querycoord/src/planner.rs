@@ -12,6 +12,8 @@ pub struct TargetSegment {
     pub vchannel: String,
     pub partition: PartitionId,
     pub rows: i64,
+    /// The finished index build searches should use; 0: none (raw-vector scans).
+    pub index_build: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +28,16 @@ pub enum Action {
     RemoveSealed { vchannel: String, delegator: NodeId, segment: SegmentId },
     /// Drop a sealed segment from `node`.
     Release { segment: SegmentId, node: NodeId },
+    /// Make the loaded `segment` on `node` use its current index build (a build that
+    /// finished, was rebuilt or was dropped after the segment was loaded).
+    SwitchIndex { segment: SegmentId, node: NodeId },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// Whether the target is fully served (nothing to do).
+    /// Whether the target is fully served (nothing to do but index switches, which
+    /// never interrupt serving).
     pub complete: bool,
     /// Units served / total (channels + segments), for load progress.
     pub served: usize,
@@ -54,6 +60,7 @@ pub fn plan(
     let mut delegator_of: HashMap<&str, NodeId> = HashMap::new();
     let mut delegator_sealed: HashMap<&str, BTreeSet<SegmentId>> = HashMap::new();
     let mut holders: HashMap<SegmentId, Vec<NodeId>> = HashMap::new();
+    let mut index_of: HashMap<(SegmentId, NodeId), i64> = HashMap::new();
     let mut channel_load: BTreeMap<NodeId, usize> = BTreeMap::new();
     let mut segment_load: BTreeMap<NodeId, i64> = BTreeMap::new();
     for v in views {
@@ -70,6 +77,7 @@ pub fn plan(
             *segment_load.entry(v.node_id).or_insert(0) += s.num_rows.max(1);
             if s.collection_id == collection {
                 holders.entry(s.segment_id).or_default().push(v.node_id);
+                index_of.insert((s.segment_id, v.node_id), s.index_build_id);
             }
         }
     }
@@ -108,6 +116,11 @@ pub fn plan(
             }
         };
         let loaded = holders.contains_key(&s.id);
+        for n in holders.get(&s.id).into_iter().flatten() {
+            if index_of.get(&(s.id, *n)).copied().unwrap_or(0) != s.index_build {
+                out.actions.push(Action::SwitchIndex { segment: s.id, node: *n });
+            }
+        }
         if !in_delegator || !loaded {
             out.actions.push(Action::AddSealed {
                 vchannel: s.vchannel.clone(),
@@ -136,7 +149,7 @@ pub fn plan(
             }
         }
     }
-    out.complete = out.actions.is_empty();
+    out.complete = out.actions.iter().all(|a| matches!(a, Action::SwitchIndex { .. }));
     out
 }
 
@@ -166,7 +179,7 @@ mod tests {
     }
 
     fn seg(id: i64, v: &str) -> TargetSegment {
-        TargetSegment { id, vchannel: v.into(), partition: 7, rows: 10 }
+        TargetSegment { id, vchannel: v.into(), partition: 7, rows: 10, index_build: 0 }
     }
 
     #[test]
@@ -219,5 +232,24 @@ mod tests {
             p.actions,
             vec![Action::Watch { vchannel: "a".into(), node: 5 }, Action::Watch { vchannel: "b".into(), node: 6 }]
         );
+    }
+
+    #[test]
+    fn finished_and_dropped_builds_switch_without_blocking_the_load() {
+        let mut target = seg(10, "a");
+        target.index_build = 77;
+        let loaded = view(5, vec![("a", vec![10])], vec![10]);
+        let p = plan(1, &["a".into()], std::slice::from_ref(&target), std::slice::from_ref(&loaded));
+        assert_eq!(p.actions, vec![Action::SwitchIndex { segment: 10, node: 5 }]);
+        assert!(p.complete, "an index switch does not make a loaded collection incomplete");
+        // The node reports the build: nothing to do.
+        let mut indexed = loaded.clone();
+        indexed.segments[0].index_build_id = 77;
+        assert!(
+            plan(1, &["a".into()], std::slice::from_ref(&target), std::slice::from_ref(&indexed)).actions.is_empty()
+        );
+        // The index was dropped: back to raw scans.
+        let p = plan(1, &["a".into()], &[seg(10, "a")], &[indexed]);
+        assert_eq!(p.actions, vec![Action::SwitchIndex { segment: 10, node: 5 }]);
     }
 }

@@ -7,15 +7,21 @@ use std::sync::Arc;
 use actix::prelude::*;
 use fv_common::schema::Schema;
 use fv_common::{FvError, FvResult, PrimaryKey};
+use fv_proto::fv::index::ReportCorruptIndexRequest;
+use fv_proto::fv::meta::SegmentIndexTask;
 use fv_proto::fv::querynode::{
     ApplyDeleteRequest, LoadSegmentsRequest, ReleaseSegmentsRequest, SyncDistributionRequest, UnsubDmChannelRequest,
     WatchDmChannelRequest,
 };
-use fv_runtime::atomic_handlers;
+use fv_runtime::rpcs::indexcoord;
+use fv_runtime::{Target, atomic_handlers};
 
 use crate::delegator::Delegator;
 use crate::loader;
 use crate::node::NodeState;
+use crate::segment::Segment;
+
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn schema_of(info: Option<&fv_proto::fv::meta::CollectionInfo>) -> FvResult<Arc<Schema>> {
     let info = info.ok_or_else(|| FvError::invalid_parameter("request without collection info"))?;
@@ -64,14 +70,51 @@ impl Core {
     pub async fn load(&self, req: LoadSegmentsRequest) -> FvResult<()> {
         let schema = schema_of(req.collection.as_ref())?;
         for info in &req.segments {
-            if self.node.segments.read().contains_key(&info.id) {
-                continue;
-            }
-            let seg = loader::load_segment(&self.node.ctx.objects, schema.clone(), info).await?;
-            tracing::debug!(segment = info.id, rows = seg.num_rows(), "sealed segment loaded");
-            self.node.segments.write().insert(info.id, Arc::new(seg));
+            let existing = self.node.segments.read().get(&info.id).cloned();
+            let seg = match existing {
+                Some(s) => s,
+                None => {
+                    let seg = Arc::new(loader::load_segment(&self.node.ctx.objects, schema.clone(), info).await?);
+                    tracing::debug!(segment = info.id, rows = seg.num_rows(), "sealed segment loaded");
+                    self.node.segments.write().insert(info.id, seg.clone());
+                    seg
+                }
+            };
+            self.switch_index(&seg, req.indexes.iter().find(|t| t.segment_id == info.id)).await;
         }
         Ok(())
+    }
+
+    /// Makes `seg` use the build `task` (None: raw-vector scans). A build whose files
+    /// cannot be read is reported for a rebuild, and the segment keeps what it had.
+    async fn switch_index(&self, seg: &Segment, task: Option<&SegmentIndexTask>) {
+        let want = task.map(|t| t.build_id).unwrap_or(0);
+        if seg.index_build_id() == want {
+            return;
+        }
+        let Some(task) = task else {
+            let _ = seg.set_index(None);
+            return;
+        };
+        let loaded = loader::load_index(&self.node.ctx.objects, task).await;
+        let result = loaded.and_then(|ix| seg.set_index(Some(ix)));
+        match result {
+            Ok(()) => tracing::info!(segment = seg.id, build = want, "segment searches through its index"),
+            Err(e) => {
+                tracing::warn!(segment = seg.id, build = want, error = %e, "index unusable; asking for a rebuild");
+                let report =
+                    ReportCorruptIndexRequest { build_id: want, node_id: self.node.ctx.node_id, reason: e.to_string() };
+                if let Err(e) = self
+                    .node
+                    .ctx
+                    .rpc
+                    .call_with_timeout::<indexcoord::ReportCorruptIndex>(Target::Coord, &report, REPORT_TIMEOUT)
+                    .await
+                {
+                    tracing::warn!(error = %e, build = want, "corrupt index not reported; will retry");
+                }
+            }
+        }
     }
 
     pub async fn release(&self, req: ReleaseSegmentsRequest) -> FvResult<()> {

@@ -69,6 +69,7 @@ fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvRes
         mvcc_ts,
         radius: num("radius"),
         range_filter: num("range_filter"),
+        nprobe: num("nprobe").filter(|n| *n >= 1.0).map(|n| n as usize),
     })
 }
 

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fv_common::schema::Schema;
 use fv_common::{FvError, FvResult, PrimaryKey, TIMESTAMP_FIELD_ID};
+use fv_index::VectorIndex;
 use fv_objectstore::ObjectStoreRef;
-use fv_proto::fv::meta::SegmentInfo;
+use fv_proto::fv::meta::{SegmentIndexTask, SegmentInfo};
 use fv_storage::binlog::{decode_delta_log, decode_insert_log, decode_stats_log, decode_timestamp_log};
 use fv_storage::{Column, SegmentData};
 
-use crate::segment::{Segment, SegmentPlace};
+use crate::segment::{Segment, SegmentIndex, SegmentPlace};
 
 async fn fetch(objects: &ObjectStoreRef, key: &str) -> FvResult<Bytes> {
     objects.get(key).await.map_err(|e| FvError::io(format!("reading {key}: {e}")).retriable(true))
@@ -72,4 +73,19 @@ pub async fn load_segment(objects: &ObjectStoreRef, schema: Arc<Schema>, info: &
         segment.delete(&keys, &delta.timestamps);
     }
     Ok(segment)
+}
+
+/// Reads a finished build's index file. FLAT builds have no file. A missing, corrupt or
+/// truncated file is an error: the caller keeps the segment on brute force and asks
+/// indexcoord for a rebuild; it is never served.
+pub async fn load_index(objects: &ObjectStoreRef, task: &SegmentIndexTask) -> FvResult<SegmentIndex> {
+    let Some(path) = task.index_files.first() else {
+        return Ok(SegmentIndex { build_id: task.build_id, index: None });
+    };
+    let bytes = objects.get(path).await.map_err(|e| FvError::io(format!("reading {path}: {e}")))?;
+    let index = tokio::task::spawn_blocking(move || VectorIndex::from_bytes(&bytes))
+        .await
+        .map_err(|e| FvError::internal(format!("index load task failed: {e}")))?
+        .map_err(|e| FvError::io(format!("index file {path}: {e}")))?;
+    Ok(SegmentIndex { build_id: task.build_id, index: Some(index) })
 }

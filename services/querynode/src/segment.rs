@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use fv_common::schema::Schema;
 use fv_common::{CollectionId, FieldId, FvError, FvResult, PartitionId, PrimaryKey, SegmentId, Timestamp};
-use fv_index::Metric;
 use fv_index::flat::{self, SearchParams};
+use fv_index::{Metric, RowFilter, VectorIndex};
 use fv_proto::schema::SearchResultData;
 use fv_storage::binlog::PkStats;
 use fv_storage::result::Rows;
@@ -33,6 +33,16 @@ pub struct SearchJob {
     pub mvcc_ts: Timestamp,
     pub radius: Option<f32>,
     pub range_filter: Option<f32>,
+    /// Lists probed by IVF indexes (None: the index's default).
+    pub nprobe: Option<usize>,
+}
+
+/// The index build a sealed segment is searched with. FLAT builds (and AUTOINDEX on a
+/// small segment) have no file: `index` is None and searches scan the raw vectors.
+#[derive(Debug)]
+pub struct SegmentIndex {
+    pub build_id: i64,
+    pub index: Option<VectorIndex>,
 }
 
 /// What a query over segments needs.
@@ -76,6 +86,9 @@ pub struct Segment {
     /// Bloom filter of a sealed segment, to skip deletes of keys it cannot hold.
     pub stats: Option<PkStats>,
     inner: RwLock<Inner>,
+    /// Swapped in whole when a build finishes (or is dropped); a search holds the Arc
+    /// it started with, so a swap never interrupts a search.
+    index: RwLock<Option<Arc<SegmentIndex>>>,
 }
 
 impl Inner {
@@ -167,7 +180,17 @@ impl Segment {
             norms,
         };
         inner.index_rows(&schema, 0);
-        Segment { id, collection, partition, vchannel, sealed, schema, stats, inner: RwLock::new(inner) }
+        Segment {
+            id,
+            collection,
+            partition,
+            vchannel,
+            sealed,
+            schema,
+            stats,
+            inner: RwLock::new(inner),
+            index: RwLock::new(None),
+        }
     }
 
     pub fn num_rows(&self) -> usize {
@@ -178,6 +201,28 @@ impl Segment {
     pub fn live_rows(&self, mvcc: Timestamp) -> usize {
         let i = self.inner.read();
         (0..i.data.num_rows()).filter(|&r| i.data.timestamps[r] <= mvcc && i.deleted_at[r] > mvcc).count()
+    }
+
+    /// Build id of the index searches use; 0 when they scan the raw vectors.
+    pub fn index_build_id(&self) -> i64 {
+        self.index.read().as_ref().map(|i| i.build_id).unwrap_or(0)
+    }
+
+    /// Makes searches use `index` (None: back to scanning the raw vectors). The index
+    /// must cover exactly this sealed segment's rows.
+    pub fn set_index(&self, index: Option<SegmentIndex>) -> FvResult<()> {
+        if let Some(SegmentIndex { build_id, index: Some(vi) }) = &index {
+            let rows = self.num_rows();
+            if !self.sealed || vi.rows() != rows {
+                return Err(FvError::internal(format!(
+                    "index build {build_id} covers {} rows, segment {} holds {rows}",
+                    vi.rows(),
+                    self.id
+                )));
+            }
+        }
+        *self.index.write() = index.map(Arc::new);
+        Ok(())
     }
 
     /// Appends rows (growing segments).
@@ -231,12 +276,21 @@ impl Segment {
                 job.dim
             )));
         }
-        let params =
-            SearchParams { metric: job.metric, k: job.topk, radius: job.radius, range_filter: job.range_filter };
+        let built = self.index.read().clone();
+        let index = built.as_ref().and_then(|b| b.index.as_ref()).filter(|vi| vi.metric() == job.metric);
+        let filter = mask.as_deref().map(RowFilter::Allowed);
         let hits = if data.is_empty() {
             vec![Vec::new(); job.nq]
+        } else if let Some(vi) = index {
+            let params =
+                fv_index::SearchParams { nprobe: job.nprobe, radius: job.radius, range_filter: job.range_filter };
+            vi.search(&job.vectors, job.topk, &params, filter)
+                .map_err(|e| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)))?
         } else {
-            flat::search(data, *dim, &job.vectors, &params, mask.as_deref(), i.norms.as_deref())
+            let params =
+                SearchParams { metric: job.metric, k: job.topk, radius: job.radius, range_filter: job.range_filter };
+            flat::search_filtered(data, *dim, &job.vectors, &params, filter, i.norms.as_deref())
+                .map_err(|e| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)))?
         };
         let rows: Vec<usize> = hits.iter().flatten().map(|h| h.row as usize).collect();
         let pk =
@@ -351,6 +405,7 @@ mod tests {
             mvcc_ts: mvcc,
             radius: None,
             range_filter: None,
+            nprobe: None,
         }
     }
 

@@ -82,6 +82,7 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<NodeState>> {
                     partition_id: s.partition,
                     vchannel: s.vchannel.clone(),
                     num_rows: s.num_rows() as i64,
+                    index_build_id: s.index_build_id(),
                 })
                 .collect();
             Ok(GetDataDistributionResponse {

@@ -153,6 +153,7 @@ pub mod indexcoord {
         DropCollectionIndexes => ix::DropCollectionIndexesRequest => c::StatusResponse;
         GetSegmentIndexes => ix::GetSegmentIndexesRequest => ix::GetSegmentIndexesResponse;
         ReportBuildResult => ix::ReportBuildResultRequest => c::StatusResponse;
+        ReportCorruptIndex => ix::ReportCorruptIndexRequest => c::StatusResponse;
     );
 }
 

@@ -269,7 +269,10 @@ impl Client {
                 ..Default::default()
             }],
         };
-        let mut params = vec![kv("topk", a.limit), kv("offset", a.offset), kv("round_decimal", -1), kv("params", "{}")];
+        let mut params = vec![kv("topk", a.limit), kv("offset", a.offset), kv("round_decimal", -1)];
+        if !a.extra.iter().any(|p| p.key == "params") {
+            params.push(kv("params", "{}"));
+        }
         if let Some(m) = a.metric {
             params.push(kv("metric_type", m));
         }

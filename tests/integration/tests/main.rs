@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod full_path;
+mod indexes;
 mod recovery;
 mod smoke;
 mod varchar_partitions;

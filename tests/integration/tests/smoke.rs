@@ -48,8 +48,8 @@ fn fv_integration_smoke() {
 /// flushed without any flush call; reads stay exact across the handoff.
 #[test]
 fn idle_segments_are_sealed_and_flushed() {
-    use fv_proto::fv::datacoord::GetSegmentInfoRequest;
     use fv_proto::common::SegmentState;
+    use fv_proto::fv::datacoord::GetSegmentInfoRequest;
     use fv_runtime::Target;
     use fv_runtime::rpcs::datacoord;
 
@@ -68,14 +68,20 @@ fn idle_segments_are_sealed_and_flushed() {
             let r = s
                 .ctx
                 .rpc
-                .call::<datacoord::GetSegmentInfo>(Target::Coord, &GetSegmentInfoRequest { collection_id: id, ..Default::default() })
+                .call::<datacoord::GetSegmentInfo>(
+                    Target::Coord,
+                    &GetSegmentInfoRequest { collection_id: id, ..Default::default() },
+                )
                 .await?;
             Ok(!r.segments.is_empty() && r.segments.iter().all(|s| s.state == SegmentState::Flushed as i32))
         })
         .await
         .expect("the idle segment was sealed and flushed");
         let q = rows[3].vec.clone();
-        let res = c.search("idle", SearchArgs { vectors: std::slice::from_ref(&q), limit: 3, ..Default::default() }).await.expect("search");
+        let res = c
+            .search("idle", SearchArgs { vectors: std::slice::from_ref(&q), limit: 3, ..Default::default() })
+            .await
+            .expect("search");
         let want = data::brute_force(&rows, &q, Metric::Ip, 3, |_| true);
         data::same_hits(&data::ids_of(&res.ids), &res.scores, &want).expect("results after the idle flush");
         s.stop().await;
