@@ -9,7 +9,6 @@ use fv_proto::api::milvus_service_server::MilvusServiceServer;
 use fv_proxy::service::MilvusApi;
 use fv_runtime::Shutdown;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 async fn bind(host: &str, port: u16, what: &str) -> FvResult<TcpListener> {
     TcpListener::bind((host, port))
@@ -32,7 +31,12 @@ pub async fn serve_grpc(
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { shutdown.wait().await })
+            // Without TCP_NODELAY a response spanning several segments waits for the
+            // client's delayed ACK (~40 ms per call on Linux).
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move { shutdown.wait().await },
+            )
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "Milvus API server stopped");
