@@ -2,7 +2,9 @@
 # End-to-end benchmark through pymilvus, the figure users see: the peers' unchanged
 # ../shared/bench/bench_milvus.py against Ferrovec standalone (release build) and, in the
 # same run, against a real Milvus 2.3.5 server from PyPI, both on the MiniLM set
-# (50,000 x 384, IP), with the same client (pymilvus 2.4.15). Prints a side-by-side table.
+# (50,000 x 384, IP), with the same client (pymilvus 2.4.15); then scripts/bench/recall_sweep.py
+# at high-recall settings (IVF_FLAT nprobe 64/128 on both, and Milvus' HNSW ef=64, the
+# setting its own figures quote at recall >= 0.95). Prints side-by-side tables.
 #
 # Usage: scripts/bench-e2e.sh [INDEXES=FLAT,IVF_FLAT,IVF_SQ8] [RUNS=3] [PEERS=ferrovec,milvus]
 # Needs root for `unshare -n` (Milvus 2.3.5 has no listen-address option, so it runs in a
@@ -23,6 +25,8 @@ BENCH="$SHARED/bench"
 [ -f "$DATA/base.fvecs" ] || die "dataset not found at $DATA (set FERROVEC_BENCH_DATA)"
 [ -f "$BENCH/bench_milvus.py" ] || die "bench_milvus.py not found in $BENCH"
 OUT="${FERROVEC_BENCH_OUT:-$CACHE/bench-e2e}"
+IVF_SWEEP='IVF_FLAT:{"nlist":1024}:nprobe=64,128'
+HNSW_SWEEP='HNSW:{"M":16,"efConstruction":200}:ef=64'
 mkdir -p "$OUT"
 
 client_req="$OUT/requirements-client.txt"
@@ -45,6 +49,10 @@ if [[ ",$PEERS," == *",ferrovec,"* ]]; then
     log "Ferrovec: bench_milvus.py $INDEXES"
     (cd "$BENCH" && "$client/bin/python" bench_milvus.py http://127.0.0.1:19530 "$DATA" "$OUT/ferrovec.json" \
         "$INDEXES" "$RUNS") > "$OUT/ferrovec.out" 2>&1 || log "bench against Ferrovec failed: $(tail -3 "$OUT/ferrovec.out")"
+    log "Ferrovec: recall sweep"
+    "$client/bin/python" scripts/bench/recall_sweep.py http://127.0.0.1:19530 "$DATA" "$OUT/ferrovec-sweep.json" \
+        "$IVF_SWEEP" --runs="$RUNS" > "$OUT/ferrovec-sweep.out" 2>&1 \
+        || log "sweep against Ferrovec failed: $(tail -3 "$OUT/ferrovec-sweep.out")"
     kill $pid; wait $pid 2>/dev/null || true
     trap - EXIT
     rm -rf "$dir"
@@ -56,10 +64,15 @@ if [[ ",$PEERS," == *",milvus,"* ]]; then
     milvus=$(ensure_venv "$CACHE/venv-milvus235" "$milvus_req")
     dir=$(mktemp -d)
     log "Milvus 2.3.5: bench_milvus.py $INDEXES"
-    (cd "$BENCH" && unshare -n bash run_milvus_server.sh "$milvus" "$dir" "$OUT/milvus.log" \
-        "$client/bin/python" bench_milvus.py http://127.0.0.1:19530 "$DATA" "$OUT/milvus.json" "$INDEXES" "$RUNS") \
+    sweep="$(pwd)/scripts/bench/recall_sweep.py"
+    # shellcheck disable=SC2016
+    (cd "$BENCH" && unshare -n bash run_milvus_server.sh "$milvus" "$dir" "$OUT/milvus.log" bash -c '
+        "$1/bin/python" bench_milvus.py http://127.0.0.1:19530 "$2" "$3/milvus.json" "$4" "$5" || exit 1
+        "$1/bin/python" "$6" http://127.0.0.1:19530 "$2" "$3/milvus-sweep.json" "$7" "$8" --runs="$5"
+        ' _ "$client" "$DATA" "$OUT" "$INDEXES" "$RUNS" "$sweep" "$IVF_SWEEP" "$HNSW_SWEEP") \
         > "$OUT/milvus.out" 2>&1 || log "bench against Milvus failed: $(tail -3 "$OUT/milvus.out")"
     rm -rf "$dir"
 fi
 log "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$client/bin/python" scripts/bench/compare_e2e.py "$OUT"/ferrovec.json "$OUT"/milvus.json
+"$client/bin/python" scripts/bench/compare_e2e.py "$OUT"/ferrovec-sweep.json "$OUT"/milvus-sweep.json
