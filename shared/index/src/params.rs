@@ -109,35 +109,6 @@ impl IndexParams {
         }
     }
 
-    /// Defaults overridden by Milvus-style key/value pairs.
-    pub fn from_kv<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<IndexParams> {
-        let mut p = IndexParams::default();
-        for (k, v) in pairs {
-            p.set(k.as_ref(), v.as_ref())?;
-        }
-        Ok(p)
-    }
-
-    /// Defaults overridden by a JSON object (top-level keys and a nested `params`).
-    pub fn from_json(text: &str) -> Result<IndexParams> {
-        let mut p = IndexParams::default();
-        p.set_json_object(text)?;
-        Ok(p)
-    }
-
-    /// Applies one key/value pair; `params` takes a JSON object.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        self.set_value(key, &Value::String(value.to_string()))
-    }
-
-    /// Applies every key of a JSON object text.
-    pub fn set_json_object(&mut self, text: &str) -> Result<()> {
-        for (k, v) in parse_object("params", text)? {
-            self.set_value(&k, &v)?;
-        }
-        Ok(())
-    }
-
     fn set_value(&mut self, key: &str, v: &Value) -> Result<()> {
         match key.trim().to_ascii_lowercase().as_str() {
             "index_type" => self.index_type = IndexType::parse(&text("index_type", v)?)?,
@@ -210,35 +181,6 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    /// Defaults overridden by Milvus-style key/value pairs.
-    pub fn from_kv<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<SearchParams> {
-        let mut p = SearchParams::default();
-        for (k, v) in pairs {
-            p.set(k.as_ref(), v.as_ref())?;
-        }
-        Ok(p)
-    }
-
-    /// Defaults overridden by a JSON object (`{"nprobe": 16}`, or nested in `params`).
-    pub fn from_json(text: &str) -> Result<SearchParams> {
-        let mut p = SearchParams::default();
-        p.set_json_object(text)?;
-        Ok(p)
-    }
-
-    /// Applies one key/value pair; `params` takes a JSON object.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        self.set_value(key, &Value::String(value.to_string()))
-    }
-
-    /// Applies every key of a JSON object text.
-    pub fn set_json_object(&mut self, text: &str) -> Result<()> {
-        for (k, v) in parse_object("params", text)? {
-            self.set_value(&k, &v)?;
-        }
-        Ok(())
-    }
-
     fn set_value(&mut self, key: &str, v: &Value) -> Result<()> {
         match key.trim().to_ascii_lowercase().as_str() {
             "nprobe" => self.nprobe = Some(int("nprobe", v, 1, MAX_NLIST)?),
@@ -288,6 +230,45 @@ fn text(name: &str, v: &Value) -> Result<String> {
         other => Err(IndexError::param(name, other, "a string")),
     }
 }
+
+/// The parsing entry points both parameter sets share, over their `set_value`.
+macro_rules! parsed_from_pairs {
+    ($ty:ident, $json_doc:literal) => {
+        impl $ty {
+            /// Defaults overridden by Milvus-style key/value pairs.
+            pub fn from_kv<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<$ty> {
+                let mut p = $ty::default();
+                for (k, v) in pairs {
+                    p.set(k.as_ref(), v.as_ref())?;
+                }
+                Ok(p)
+            }
+
+            #[doc = concat!("Defaults overridden by a JSON object ", $json_doc, ".")]
+            pub fn from_json(text: &str) -> Result<$ty> {
+                let mut p = $ty::default();
+                p.set_json_object(text)?;
+                Ok(p)
+            }
+
+            /// Applies one key/value pair; `params` takes a JSON object.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+                self.set_value(key, &Value::String(value.to_string()))
+            }
+
+            /// Applies every key of a JSON object text.
+            pub fn set_json_object(&mut self, text: &str) -> Result<()> {
+                for (k, v) in parse_object("params", text)? {
+                    self.set_value(&k, &v)?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+parsed_from_pairs!(IndexParams, "(top-level keys and a nested `params`)");
+parsed_from_pairs!(SearchParams, "(`{\"nprobe\": 16}`, or nested in `params`)");
 
 fn int(name: &str, v: &Value, lo: usize, hi: usize) -> Result<usize> {
     let allowed = || {
