@@ -364,6 +364,8 @@ struct QuerySpec {
     offset: usize,
     limit: Option<usize>,
     guarantee: Timestamp,
+    /// Read at exactly this snapshot (0: at everything the shards consumed).
+    pin: Timestamp,
 }
 
 /// Runs a query on every shard; returns the merged rows, their count, and the newest
@@ -384,6 +386,7 @@ async fn run_query(
         limit: spec.shard_limit,
         count_only: spec.out.count,
         guarantee_ts: spec.guarantee,
+        mvcc_ts: spec.pin,
         timeout_ms: read_timeout_ms(p),
         ..Default::default()
     };
@@ -468,6 +471,9 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
     let partitions = resolve_partitions(&coll, &req.partition_names, &leaders)?;
     let guarantee =
         guarantee_ts(p, &coll, req.consistency_level, req.use_default_consistency, req.guarantee_timestamp).await?;
+    // As in Milvus, an iterator reads every page at one snapshot: the first page learns
+    // it (session_ts below) and pymilvus sends it back as guarantee_timestamp.
+    let iterator = param(&req.query_params, "iterator").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let spec = QuerySpec {
         filter: req.expr.clone(),
         params: req.expr_template_values.clone(),
@@ -476,13 +482,13 @@ pub async fn query(p: &Proxy, req: QueryRequest) -> FvResult<QueryResults> {
         offset: offset as usize,
         limit: limit.map(|l| l as usize),
         guarantee,
+        pin: if iterator { req.guarantee_timestamp } else { 0 },
         out,
     };
     let (rows, count, session_ts) = run_query(p, &coll, &leaders, &spec).await?;
     // As Milvus does, only the first page of an iterator learns the snapshot it read at
     // (pymilvus pins the following pages to it); other results carry no session_ts.
-    let iterator_first_page = param(&req.query_params, "iterator").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        && req.guarantee_timestamp == 0;
+    let iterator_first_page = iterator && req.guarantee_timestamp == 0;
     let (fields_data, output_fields) = if spec.out.count {
         (vec![count_field(count)], vec![output::COUNT_STAR.to_string()])
     } else {
@@ -522,6 +528,7 @@ pub async fn matching_keys(
         offset: 0,
         limit: None,
         guarantee,
+        pin: 0,
     };
     let (rows, _, _) = run_query(p, coll, &leaders, &spec).await?;
     let pk_id = coll.schema.pk().id;

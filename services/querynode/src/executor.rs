@@ -224,7 +224,10 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
         return Ok(query_response(rows, count, &schema, &job, req.mvcc_ts));
     }
     let d = node.delegator(&req.vchannel)?;
-    let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
+    let serviceable = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
+    // A pinned snapshot (the later pages of a query iterator) reads at its own timestamp
+    // once the shard has caught up with it; otherwise at everything consumed.
+    let mvcc = if req.mvcc_ts > 0 { req.mvcc_ts.min(serviceable) } else { serviceable };
     let schema = d.schema.clone();
     let job = Arc::new(query_job(&schema, &req, mvcc)?);
     let (local, remote) = split(&node, d.snapshot(&req.partition_ids))?;
