@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_rust
+source scripts/deps.sh
+ensure_protoc   # etcd-client's build script needs it
 export CARGO_TARGET_DIR="${FERROVEC_TARGET_DIR:-$HOME/.cache/ferrovec/target}"
 cargo build --release --locked --bin ferrovec
 exec "$CARGO_TARGET_DIR/release/ferrovec" run standalone "$@"
