@@ -1768,6 +1768,7 @@ mod tests {
         concurrent_producers,
         truncate_discards_prefix,
         message_too_large_appends_nothing,
+        record_at_the_size_limit_round_trips,
         missing_topic_is_not_found,
         topics_lists_created_topics,
         dropped_subscription_is_harmless,

@@ -35,11 +35,39 @@ pub enum BrokerError {
     Unavailable { reason: String },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+    /// The server behind a networked broker (NATS JetStream) failed or rejected
+    /// `operation`. `retriable` says whether the same call may succeed later (timeouts, a
+    /// lost connection, a server-side limit that clears) or not (a misconfigured stream).
+    /// Note that a retried `produce` may store its records twice when the failure hid
+    /// whether the first attempt was stored (an ack that never arrived).
+    #[error("{operation}: {source}")]
+    Backend {
+        operation: String,
+        retriable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another producer appended to the topic in the middle of a batch too large for one
+    /// atomic write, so the batch could not be kept contiguous; the records before the
+    /// interruption may be stored. Not retriable as is: the caller must decide whether a
+    /// partial batch is acceptable.
+    #[error("concurrent append to topic {topic}: {reason}")]
+    Conflict { topic: String, reason: String },
 }
 
 impl BrokerError {
     /// Whether retrying the same call later may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, BrokerError::NoResponders { .. } | BrokerError::Timeout { .. } | BrokerError::Unavailable { .. })
+        match self {
+            BrokerError::NoResponders { .. } | BrokerError::Timeout { .. } | BrokerError::Unavailable { .. } => true,
+            BrokerError::Backend { retriable, .. } => *retriable,
+            BrokerError::TopicNotFound { .. }
+            | BrokerError::MessageTooLarge { .. }
+            | BrokerError::PositionTruncated { .. }
+            | BrokerError::Corrupt { .. }
+            | BrokerError::Io { .. }
+            | BrokerError::InvalidArgument { .. }
+            | BrokerError::Conflict { .. } => false,
+        }
     }
 }

@@ -12,10 +12,12 @@
 //! groups) and fire-and-forget notifications.
 //!
 //! Implementations: [`embedded::EmbeddedBroker`] (files under a directory, for
-//! standalone and tests). Every implementation must pass [`testsuite`].
+//! standalone and tests) and [`nats::NatsBroker`] (NATS JetStream, for clusters; see
+//! `docs/nats.md`). Every implementation must pass [`testsuite`].
 
 pub mod embedded;
 pub mod error;
+pub mod nats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testsuite;
 
@@ -141,7 +143,11 @@ pub trait LogBroker: Send + Sync + 'static {
 
     /// Appends `messages` to `topic` contiguously and in order, and returns their
     /// positions only once they are durably stored (the point at which a client may be
-    /// acknowledged). An empty batch returns an empty vector. A message larger than
+    /// acknowledged). Positions are strictly increasing and no other producer's record
+    /// lands between them; records that fit in one message of the transport get
+    /// consecutive positions, while a larger one may span several positions (NATS stores
+    /// it in chunks and its position is that of its last chunk). An empty batch returns
+    /// an empty vector. A message larger than
     /// [`LogBroker::max_message_bytes`] is rejected with [`BrokerError::MessageTooLarge`]
     /// and nothing of the batch is appended.
     async fn produce(&self, topic: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<Position>>;

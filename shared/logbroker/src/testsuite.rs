@@ -8,7 +8,9 @@
 //! [`run_all`] runs every case.
 //!
 //! Contract details pinned down here:
-//! * positions of a fresh topic start at 1 and a batch gets contiguous positions;
+//! * positions of a fresh topic start at 1 and a batch of small records gets contiguous
+//!   positions (a record above the transport's single-message size may take several
+//!   positions, see [`LogBroker::produce`]);
 //! * `truncate(t, before)` makes exactly `before` the first retained position (when
 //!   `before <= latest + 1`); subscribing `After(p)` with `p + 1 < before` fails with
 //!   `PositionTruncated` (returned by `subscribe` or as the first item of the stream);
@@ -447,6 +449,49 @@ pub async fn message_too_large_appends_nothing(broker: &dyn LogBroker, prefix: &
     assert_quiet(&mut sub, "after a rejected batch").await;
 }
 
+/// A record of exactly [`LogBroker::max_message_bytes`] bytes is accepted and read back
+/// intact, between small records, through every kind of start position and a subject
+/// filter. (An implementation may store such a record as several entries internally, so
+/// its position need only be above the previous record's.)
+pub async fn record_at_the_size_limit_round_trips(broker: &dyn LogBroker, prefix: &str) {
+    let t = topic_name(prefix, "atlimit");
+    ensure(broker, &t).await;
+    let (a, b) = (subject(&t, "a"), subject(&t, "b"));
+    let limit = broker.max_message_bytes();
+    let big: Bytes = (0..limit).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let headers: Headers = vec![("trace-id".into(), "00-big-01".into())];
+    let batch = vec![
+        msg(&a, "before"),
+        OutgoingMessage { subject: b.clone(), payload: big.clone(), headers: headers.clone() },
+        msg(&a, "after"),
+    ];
+    let pos = produce(broker, &t, batch).await;
+    assert_eq!(pos[0], 1, "positions start at 1");
+    assert!(pos[0] < pos[1] && pos[1] < pos[2], "positions increase: {pos:?}");
+    assert_eq!(pos[2], pos[1] + 1, "a small record right after a large one is next");
+    assert_eq!(broker.latest_position(&t).await.expect("latest"), pos[2]);
+
+    let mut all = subscribe(broker, &t, SubjectFilter::All, SeekFrom::Earliest).await;
+    let got = take(&mut all, 3).await;
+    assert_eq!(positions(&got), pos);
+    assert_eq!(got[0].payload.as_ref(), b"before");
+    assert!(got[1].payload == big, "the large record is intact ({} of {limit} bytes)", got[1].payload.len());
+    assert_eq!((got[1].subject.as_str(), &got[1].headers), (b.as_str(), &headers));
+    assert_eq!(got[2].payload.as_ref(), b"after");
+    assert_quiet(&mut all, "after the batch").await;
+    drop(got);
+
+    let mut only_b = subscribe(broker, &t, SubjectFilter::Subjects(vec![b.clone()]), SeekFrom::Earliest).await;
+    let m = next_msg(&mut only_b).await;
+    assert!(m.position == pos[1] && m.payload == big, "filtered read of the large record");
+    assert_quiet(&mut only_b, "filter b").await;
+    let mut after_big = subscribe(broker, &t, SubjectFilter::All, SeekFrom::After(pos[1])).await;
+    assert_eq!(next_msg(&mut after_big).await.position, pos[2], "After(position of the large record)");
+    let mut after_first = subscribe(broker, &t, SubjectFilter::All, SeekFrom::After(pos[0])).await;
+    let m = next_msg(&mut after_first).await;
+    assert!(m.position == pos[1] && m.payload == big, "After(p) right before the large record");
+}
+
 /// Operations on a topic that was never created fail with `TopicNotFound`.
 pub async fn missing_topic_is_not_found(broker: &dyn LogBroker, prefix: &str) {
     let t = topic_name(prefix, "missing");
@@ -699,6 +744,7 @@ pub async fn run_all(broker: &dyn LogBroker, prefix: &str) {
     concurrent_producers(broker, prefix).await;
     truncate_discards_prefix(broker, prefix).await;
     message_too_large_appends_nothing(broker, prefix).await;
+    record_at_the_size_limit_round_trips(broker, prefix).await;
     missing_topic_is_not_found(broker, prefix).await;
     topics_lists_created_topics(broker, prefix).await;
     dropped_subscription_is_harmless(broker, prefix).await;
