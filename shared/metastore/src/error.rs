@@ -24,10 +24,25 @@ pub enum MetaError {
     Unavailable { reason: String },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+    /// An etcd request failed: `op` on `key` (the full key, root prefix included).
+    /// `retriable` is true for transport failures, timeouts and a missing leader, false
+    /// when etcd rejected the request.
+    #[error("etcd {op} {key:?} failed: {source}")]
+    Etcd {
+        op: &'static str,
+        key: String,
+        retriable: bool,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// The backend returned something this store cannot represent, e.g. a key that is
+    /// not UTF-8 (written by another client) or an unknown event type.
+    #[error("unexpected data from the meta store at {key:?}: {reason}")]
+    UnexpectedData { key: String, reason: String },
 }
 
 impl MetaError {
     pub fn is_retriable(&self) -> bool {
-        matches!(self, MetaError::Unavailable { .. })
+        matches!(self, MetaError::Unavailable { .. } | MetaError::Etcd { retriable: true, .. })
     }
 }

@@ -8,11 +8,13 @@
 //! refreshing them: that is how roles register live sessions.
 //!
 //! Implementations: [`embedded::EmbeddedMetaKv`] (a file-backed store for standalone and
-//! tests); etcd arrives in a later issue. Every implementation must pass [`testsuite`].
+//! tests) and [`etcd::EtcdMetaKv`] (an etcd cluster). Every implementation must pass
+//! [`testsuite`].
 
 pub mod chroot;
 pub mod embedded;
 pub mod error;
+pub mod etcd;
 #[cfg(any(test, feature = "testing"))]
 pub mod testsuite;
 

@@ -190,6 +190,32 @@ pub async fn scan_prefix_order(kv: &dyn MetaKv, prefix: &str) {
     assert_eq!(kv.scan_prefix(prefix).await.expect("scan").len(), 7);
 }
 
+/// Number of keys [`scan_prefix_many_keys`] writes: more than two pages of a store that
+/// paginates scans (etcd reads 1,000 keys per page).
+pub const MANY_KEYS: usize = 2_500;
+
+/// A prefix holding more keys than one page: every key comes back once, in order.
+pub async fn scan_prefix_many_keys(kv: &dyn MetaKv, prefix: &str) {
+    let base = format!("{prefix}many/");
+    let key = |i: usize| format!("{base}{i:05}");
+    let indices: Vec<usize> = (0..MANY_KEYS).collect();
+    // Batches of 100 puts (etcd allows 128 operations per transaction by default).
+    for chunk in indices.chunks(100) {
+        let puts = chunk.iter().map(|&i| TxnOp::put(key(i), i.to_string())).collect();
+        assert!(txn(kv, Txn { compares: vec![], success: puts, failure: vec![] }).await.succeeded);
+    }
+    put(kv, &format!("{prefix}many0"), "neighbour").await;
+    let scanned = kv.scan_prefix(&base).await.expect("scan");
+    assert_eq!(scanned.len(), MANY_KEYS);
+    for (i, item) in scanned.iter().enumerate() {
+        assert_eq!((item.key.as_str(), &item.value), (key(i).as_str(), &b(&i.to_string())));
+        assert_eq!(item.version, 1);
+    }
+    assert_eq!(kv.scan_prefix(prefix).await.expect("scan").len(), MANY_KEYS + 1);
+    assert_eq!(kv.delete_prefix(&base).await.expect("delete_prefix"), MANY_KEYS as u64);
+    assert!(kv.scan_prefix(&base).await.expect("scan").is_empty());
+}
+
 async fn holds(kv: &dyn MetaKv, compare: Compare) -> bool {
     let key = compare.key.clone();
     txn(kv, Txn { compares: vec![compare], success: vec![TxnOp::Get { key }], failure: vec![] }).await.succeeded
@@ -370,6 +396,46 @@ pub async fn txn_atomicity(kv: &dyn MetaKv, prefix: &str) {
     assert!(result.is_err(), "a put with an unknown lease must fail the txn: {result:?}");
     assert_eq!(get(kv, &d).await, None, "a failed txn applies nothing");
     assert_eq!(get(kv, &format!("{prefix}e")).await, None);
+}
+
+/// A branch that writes one key twice is rejected as a whole (as etcd does), whichever
+/// branch would run.
+pub async fn txn_rejects_duplicate_keys(kv: &dyn MetaKv, prefix: &str) {
+    let key = format!("{prefix}k");
+    let other = format!("{prefix}other");
+    let rejected = [
+        Txn { compares: vec![], success: vec![TxnOp::put(&key, "1"), TxnOp::put(&key, "2")], failure: vec![] },
+        Txn {
+            compares: vec![],
+            success: vec![TxnOp::put(&other, "1")],
+            failure: vec![TxnOp::put(&key, "1"), TxnOp::delete(&key)],
+        },
+        Txn {
+            compares: vec![],
+            success: vec![TxnOp::put(&key, "1"), TxnOp::DeletePrefix { prefix: prefix.to_owned() }],
+            failure: vec![],
+        },
+    ];
+    for request in rejected {
+        match kv.txn(request.clone()).await {
+            Err(MetaError::InvalidArgument { .. }) => {}
+            other => panic!("expected InvalidArgument for {request:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(get(kv, &key).await, None);
+    assert_eq!(get(kv, &other).await, None, "a rejected txn applies nothing");
+    // Reading a key that the same branch writes is fine.
+    let response = txn(
+        kv,
+        Txn {
+            compares: vec![],
+            success: vec![TxnOp::put(&key, "1"), TxnOp::Get { key: key.clone() }],
+            failure: vec![],
+        },
+    )
+    .await;
+    assert!(response.succeeded);
+    assert_eq!(response.responses.len(), 2);
 }
 
 /// Number of concurrent incrementers in [`cas_concurrent_increments`].
@@ -612,8 +678,10 @@ pub async fn run_all(kv: &dyn MetaKv, prefix: &str) {
     delete_and_recreate(kv, &sub("delete_and_recreate")).await;
     delete_prefix_counts(kv, &sub("delete_prefix_counts")).await;
     scan_prefix_order(kv, &sub("scan_prefix_order")).await;
+    scan_prefix_many_keys(kv, &sub("scan_prefix_many_keys")).await;
     txn_compare_targets(kv, &sub("txn_compare_targets")).await;
     txn_atomicity(kv, &sub("txn_atomicity")).await;
+    txn_rejects_duplicate_keys(kv, &sub("txn_rejects_duplicate_keys")).await;
     cas_concurrent_increments(kv, &sub("cas_concurrent_increments")).await;
     watch_from_now(kv, &sub("watch_from_now")).await;
     watch_from_past_revision(kv, &sub("watch_from_past_revision")).await;
