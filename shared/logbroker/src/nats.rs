@@ -64,11 +64,11 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use self::chunk::{ChunkInfo, Fed, Partial, Piece};
-use self::mux::{ReplyInbox, ReplyMux};
+use self::mux::{Recv, ReplyInbox, ReplyMux};
 use self::names::TOPIC_METADATA_KEY;
 use crate::{
     BrokerError, Headers, IncomingRequest, LogBroker, LogMessage, LogStream, Notification, NotificationStream,
@@ -135,6 +135,21 @@ impl Default for NatsBrokerConfig {
             max_bytes: None,
             max_record_bytes: 64 << 20,
             connection_name: "ferrovec".into(),
+        }
+    }
+}
+
+impl Drop for NatsBroker {
+    /// Closes the connection (after flushing what is queued): subscriptions, request
+    /// streams and listeners end, as with the embedded broker.
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = client.drain().await {
+                    debug!(error = %e, "closing the NATS connection");
+                }
+            });
         }
     }
 }
@@ -232,16 +247,22 @@ impl NatsBroker {
         }
         let server = redact(url);
         let events_server = server.clone();
+        let (disconnects_tx, disconnects) = watch::channel(0u64);
+        let disconnects_tx = Arc::new(disconnects_tx);
         let client = ConnectOptions::new()
             .name(&config.connection_name)
             .request_timeout(Some(API_TIMEOUT))
             .connection_timeout(Duration::from_secs(5))
             .event_callback(move |event| {
                 let server = events_server.clone();
+                let disconnects = disconnects_tx.clone();
                 async move {
                     match event {
                         Event::Connected => info!(%server, "connected to NATS"),
-                        Event::Disconnected => warn!(%server, "disconnected from NATS; reconnecting"),
+                        Event::Disconnected => {
+                            disconnects.send_modify(|n| *n += 1);
+                            warn!(%server, "disconnected from NATS; reconnecting");
+                        }
                         Event::SlowConsumer(sid) => {
                             warn!(%server, sid, "a NATS subscription does not keep up; messages dropped")
                         }
@@ -273,7 +294,7 @@ impl NatsBroker {
                 ),
             ));
         }
-        let mux = ReplyMux::start(&client).await?;
+        let mux = ReplyMux::start(&client, disconnects).await?;
         info!(%server, version = %info.version, max_payload = info.max_payload, "NATS JetStream log broker ready");
         Ok(Arc::new(NatsBroker { client, js, config, mux, topics: Mutex::default(), server }))
     }
@@ -392,19 +413,21 @@ impl NatsBroker {
 
     /// Waits for the reply JetStream sends to a publish with a reply subject.
     async fn await_reply(&self, inbox: &mut ReplyInbox, what: &str) -> std::result::Result<Message, AckFailure> {
-        match tokio::time::timeout(ACK_TIMEOUT, inbox.rx.recv()).await {
-            Err(_) => Err(AckFailure::Broker(backend_reason(
-                format!("waiting for JetStream to acknowledge {what}"),
+        let operation = || format!("waiting for JetStream to acknowledge {what}");
+        match inbox.recv(tokio::time::Instant::now() + ACK_TIMEOUT).await {
+            Err(Recv::TimedOut) => Err(AckFailure::Broker(backend_reason(
+                operation(),
                 true,
                 format!("no ack within {ACK_TIMEOUT:?} (the records may or may not be stored)"),
             ))),
-            Ok(None) => Err(AckFailure::Broker(backend_reason(
-                format!("waiting for JetStream to acknowledge {what}"),
+            Err(Recv::ConnectionLost) => Err(AckFailure::Broker(backend_reason(
+                operation(),
                 true,
-                "the reply inbox closed",
+                "the connection to NATS dropped (the records may or may not be stored)",
             ))),
-            Ok(Some(msg)) if msg.status == Some(StatusCode::NO_RESPONDERS) => Err(AckFailure::NoStream),
-            Ok(Some(msg)) => Ok(msg),
+            Err(Recv::Closed) => Err(AckFailure::Broker(backend_reason(operation(), true, "the reply inbox closed"))),
+            Ok(msg) if msg.status == Some(StatusCode::NO_RESPONDERS) => Err(AckFailure::NoStream),
+            Ok(msg) => Ok(msg),
         }
     }
 
@@ -861,21 +884,28 @@ impl LogBroker for NatsBroker {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut partials: HashMap<u64, Partial> = HashMap::new();
         loop {
-            let msg = match tokio::time::timeout_at(deadline, inbox.rx.recv()).await {
-                Err(_) => {
+            let msg = match inbox.recv(deadline).await {
+                Err(Recv::TimedOut) => {
                     return Err(BrokerError::Timeout {
                         subject: subject.to_owned(),
                         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
                     });
                 }
-                Ok(None) => {
+                Err(Recv::ConnectionLost) => {
+                    return Err(backend_reason(
+                        format!("waiting for the reply to {subject}"),
+                        true,
+                        "the connection to NATS dropped (the request may or may not have been handled)",
+                    ));
+                }
+                Err(Recv::Closed) => {
                     return Err(backend_reason(
                         format!("waiting for the reply to {subject}"),
                         true,
                         "the reply inbox closed",
                     ));
                 }
-                Ok(Some(m)) => m,
+                Ok(m) => m,
             };
             match msg.status {
                 Some(StatusCode::NO_RESPONDERS) => {

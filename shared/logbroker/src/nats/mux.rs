@@ -5,6 +5,11 @@
 //! and atomic-batch acks need several messages per reply subject, and registering the
 //! reply subject before publishing keeps the publish and the rest of a batch in order on
 //! the connection.
+//!
+//! A reply can be lost with the connection (a publish still in the old socket's buffer),
+//! so an inbox also watches the connection: [`ReplyInbox::recv`] fails fast with
+//! [`Recv::ConnectionLost`] when the connection dropped after the inbox was registered,
+//! instead of waiting for its whole timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -27,10 +32,13 @@ pub(crate) struct ReplyMux {
     next: AtomicU64,
     waiters: Waiters,
     task: JoinHandle<()>,
+    /// Counts the connection's disconnects.
+    disconnects: watch::Receiver<u64>,
 }
 
 impl ReplyMux {
-    pub(crate) async fn start(client: &Client) -> Result<ReplyMux> {
+    /// `disconnects` counts the connection's disconnects (fed by its event callback).
+    pub(crate) async fn start(client: &Client, disconnects: watch::Receiver<u64>) -> Result<ReplyMux> {
         let prefix = client.new_inbox();
         let mut sub = client.subscribe(format!("{prefix}.*")).await.map_err(|e| BrokerError::Backend {
             operation: "subscribing to the reply inbox".into(),
@@ -55,7 +63,7 @@ impl ReplyMux {
                 debug!("reply inbox subscription ended");
             }
         });
-        Ok(ReplyMux { prefix, next: AtomicU64::new(1), waiters, task })
+        Ok(ReplyMux { prefix, next: AtomicU64::new(1), waiters, task, disconnects })
     }
 
     /// A fresh reply subject and the receiver of the messages sent to it. Dropping the
@@ -64,7 +72,16 @@ impl ReplyMux {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         self.waiters.lock().insert(token, tx);
-        ReplyInbox { subject: format!("{}.{token}", self.prefix), token, rx, waiters: self.waiters.clone() }
+        let mut disconnects = self.disconnects.clone();
+        let epoch = *disconnects.borrow_and_update();
+        ReplyInbox {
+            subject: format!("{}.{token}", self.prefix),
+            token,
+            rx,
+            waiters: self.waiters.clone(),
+            disconnects,
+            epoch,
+        }
     }
 
     /// A unique id for this connection (for atomic batch ids).
@@ -85,8 +102,43 @@ impl Drop for ReplyMux {
 pub(crate) struct ReplyInbox {
     pub subject: String,
     token: u64,
-    pub rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
     waiters: Waiters,
+    disconnects: watch::Receiver<u64>,
+    /// The disconnect count when the inbox was registered.
+    epoch: u64,
+}
+
+/// Why [`ReplyInbox::recv`] returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recv {
+    TimedOut,
+    /// The connection dropped after the inbox was registered: what was sent may or may
+    /// not have reached the server, and a reply may have been lost.
+    ConnectionLost,
+    Closed,
+}
+
+impl ReplyInbox {
+    /// The next message sent to this inbox, waiting at most until `deadline`.
+    pub(crate) async fn recv(&mut self, deadline: tokio::time::Instant) -> std::result::Result<Message, Recv> {
+        let epoch = self.epoch;
+        let lost = async {
+            // The guard (not Send) is dropped before any further await.
+            let changed = self.disconnects.wait_for(|n| *n != epoch).await.is_ok();
+            if !changed {
+                // The connection is gone for good: the timeout decides.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            // Messages that arrived before the disconnect are still delivered.
+            biased;
+            msg = self.rx.recv() => msg.ok_or(Recv::Closed),
+            () = lost => Err(Recv::ConnectionLost),
+            () = tokio::time::sleep_until(deadline) => Err(Recv::TimedOut),
+        }
+    }
 }
 
 impl Drop for ReplyInbox {
