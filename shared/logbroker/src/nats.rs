@@ -717,9 +717,8 @@ fn api_error(operation: String, e: ApiError) -> BrokerError {
 impl LogBroker for NatsBroker {
     async fn ensure_topic(&self, topic: &str) -> Result<()> {
         names::validate_topic(topic)?;
-        if self.topics.lock().contains_key(topic) {
-            return Ok(());
-        }
+        // Always asks the server (one idempotent request), which recreates a stream that
+        // was deleted behind this process' back.
         self.create_topic(topic).await
     }
 

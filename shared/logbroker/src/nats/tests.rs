@@ -380,6 +380,31 @@ async fn names_collisions_and_invalid_input() {
     .await;
 }
 
+/// A stream deleted behind the broker's back makes the topic missing, and `ensure_topic`
+/// creates it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_stream_is_missing_until_ensured_again() {
+    let Some(url) = test_url("deleted stream") else { return };
+    bounded("deleted stream test", async {
+        let broker = connect(&url).await;
+        let prefix = unique_prefix("deleted");
+        let t = format!("{prefix}.t");
+        let s = format!("{t}.s");
+        broker.ensure_topic(&t).await.expect("ensure");
+        assert_eq!(broker.produce(&t, vec![record(&s, "1", &[])]).await.expect("produce"), vec![1]);
+        assert_eq!(delete_topics(&broker, &prefix).await, 1);
+        let err = broker.produce(&t, vec![record(&s, "2", &[])]).await.expect_err("stream deleted");
+        assert!(matches!(err, BrokerError::TopicNotFound { .. }), "{err}");
+        let err = broker.produce(&t, vec![record(&s, "2", &[]), record(&s, "3", &[])]).await.expect_err("batch");
+        assert!(matches!(err, BrokerError::TopicNotFound { .. }), "{err}");
+        assert!(matches!(broker.latest_position(&t).await, Err(BrokerError::TopicNotFound { .. })));
+        broker.ensure_topic(&t).await.expect("ensure again");
+        assert_eq!(broker.produce(&t, vec![record(&s, "1", &[])]).await.expect("produce"), vec![1]);
+        assert_eq!(delete_topics(&broker, &prefix).await, 1);
+    })
+    .await;
+}
+
 /// Replies above max_payload are chunked; requests above it are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_replies_are_chunked() {
