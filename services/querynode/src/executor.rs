@@ -70,6 +70,8 @@ fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvRes
         radius: num("radius"),
         range_filter: num("range_filter"),
         nprobe: num("nprobe").filter(|n| *n >= 1.0).map(|n| n as usize),
+        // Out-of-range values reach the index, which refuses them (0 stays 0).
+        ef: num("ef").map(|n| n.max(0.0) as usize),
     })
 }
 

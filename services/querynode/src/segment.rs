@@ -35,6 +35,8 @@ pub struct SearchJob {
     pub range_filter: Option<f32>,
     /// Lists probed by IVF indexes (None: the index's default).
     pub nprobe: Option<usize>,
+    /// HNSW beam width (None: the index's default; below topk is an error).
+    pub ef: Option<usize>,
 }
 
 /// The index build a sealed segment is searched with. FLAT builds (and AUTOINDEX on a
@@ -282,8 +284,12 @@ impl Segment {
         let hits = if data.is_empty() {
             vec![Vec::new(); job.nq]
         } else if let Some(vi) = index {
-            let params =
-                fv_index::SearchParams { nprobe: job.nprobe, radius: job.radius, range_filter: job.range_filter };
+            let params = fv_index::SearchParams {
+                nprobe: job.nprobe,
+                ef: job.ef,
+                radius: job.radius,
+                range_filter: job.range_filter,
+            };
             vi.search(&job.vectors, job.topk, &params, filter)
                 .map_err(|e| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)))?
         } else {
@@ -406,6 +412,7 @@ mod tests {
             radius: None,
             range_filter: None,
             nprobe: None,
+            ef: None,
         }
     }
 

@@ -7,11 +7,11 @@
 //! offset  size  field
 //!      0     8  magic "FVINDEX\0"
 //!      8     4  format version (1)
-//!     12     4  index type: 1 FLAT, 2 IVF_FLAT, 3 IVF_SQ8, 4 IVF_PQ
+//!     12     4  index type: 1 FLAT, 2 IVF_FLAT, 3 IVF_SQ8, 4 IVF_PQ, 5 HNSW
 //!     16     4  metric: 1 L2, 2 IP, 3 COSINE
 //!     20     4  dim
 //!     24     8  rows
-//!     32     4  nlist (0 for FLAT)
+//!     32     4  nlist (IVF, else 0)
 //!     36     4  m (IVF_PQ, else 0)
 //!     40     4  nbits (IVF_PQ, else 0)
 //!     44     4  default nprobe (IVF, else 0)
@@ -19,6 +19,10 @@
 //!     56     B  body (see each index type)
 //!   56+B     4  CRC32 (IEEE, crc32fast) of bytes [0, 56+B)
 //! ```
+//!
+//! New index types take new type codes under the same version, so every file an older
+//! build wrote stays readable (an older build refuses a newer type's file as corrupt and
+//! the index is rebuilt).
 
 use crate::error::{IndexError, Result};
 use crate::metric::Metric;
@@ -58,6 +62,7 @@ fn type_code(t: IndexType) -> u32 {
         IndexType::IvfFlat => 2,
         IndexType::IvfSq8 => 3,
         IndexType::IvfPq => 4,
+        IndexType::Hnsw => 5,
         IndexType::AutoIndex => 0,
     }
 }
@@ -232,6 +237,7 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
         2 => IndexType::IvfFlat,
         3 => IndexType::IvfSq8,
         4 => IndexType::IvfPq,
+        5 => IndexType::Hnsw,
         c => return Err(IndexError::corrupt(format!("unknown index type code {c}"))),
     };
     let metric = match u32_at(16) {

@@ -8,7 +8,7 @@
 //!   optional range bounds; batches go through GEMM (faer), single queries through the
 //!   SIMD kernels, large scans spread over the cores (rayon).
 //! - [`kmeans`]: seeded, deterministic k-means on GEMM (coarse quantisers, PQ codebooks).
-//! - [`index`]: FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ and AUTOINDEX behind one closed enum,
+//! - [`index`]: FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW and AUTOINDEX behind one closed enum,
 //!   [`VectorIndex`] (build, search with filter and range bounds, serialise).
 //! - [`params`]: Milvus-style build/search parameters with range-checked parsing.
 //! - [`mod@format`]: the versioned, checksummed index file format.

@@ -2,8 +2,11 @@
 //! pairs (`index_type`, `metric_type`, `nlist=1024`, or a `params` key holding a JSON
 //! object, as pymilvus 2.x sends) or one JSON object (`{"nlist": 1024}`,
 //! `{"index_type": "IVF_PQ", "params": {"m": 48}}`). Numbers may come as JSON numbers or
-//! strings. Unknown keys are ignored (clients send parameters of other index types, e.g.
-//! `ef`); a known key with a bad value is an error naming the key and its allowed range.
+//! strings. Unknown keys are ignored (clients send parameters of other index types); a
+//! known key with a bad value is an error naming the key and its allowed range.
+//!
+//! Keys are case-insensitive except `M` (HNSW's maximum degree) and `m` (IVF_PQ's
+//! sub-quantiser count), which Milvus tells apart by case.
 
 use serde_json::Value;
 
@@ -18,6 +21,14 @@ pub const DEFAULT_NLIST: usize = 128;
 pub const DEFAULT_NPROBE: usize = 8;
 /// Default bits per PQ code.
 pub const DEFAULT_NBITS: usize = 8;
+/// Default HNSW `M` (Milvus/knowhere: 30; layer 0 keeps up to `2·M` links).
+pub const DEFAULT_HNSW_M: usize = 30;
+/// HNSW `M` range (Milvus: [2, 2048]).
+pub const HNSW_M_RANGE: (usize, usize) = (2, 2048);
+/// Default HNSW `efConstruction` (Milvus/knowhere: 360).
+pub const DEFAULT_EF_CONSTRUCTION: usize = 360;
+/// Largest `efConstruction` and `ef` (Milvus: int_max).
+pub const MAX_EF: usize = i32::MAX as usize;
 
 /// Index types as Milvus names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,22 +41,29 @@ pub enum IndexType {
     IvfSq8,
     /// Inverted lists of product-quantised residuals.
     IvfPq,
+    /// Hierarchical navigable small-world graph.
+    Hnsw,
     /// Chosen by segment size at build time (see [`crate::index::auto_index`]).
     AutoIndex,
 }
 
 impl IndexType {
     /// Every type, in file-code order.
-    pub const ALL: [IndexType; 5] =
-        [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::AutoIndex];
+    pub const ALL: [IndexType; 6] = [
+        IndexType::Flat,
+        IndexType::IvfFlat,
+        IndexType::IvfSq8,
+        IndexType::IvfPq,
+        IndexType::Hnsw,
+        IndexType::AutoIndex,
+    ];
 
     /// Parses a Milvus index type name (case-insensitive).
     pub fn parse(s: &str) -> Result<IndexType> {
         let u = s.trim().to_ascii_uppercase();
-        IndexType::ALL
-            .into_iter()
-            .find(|t| t.name() == u)
-            .ok_or_else(|| IndexError::param("index_type", s, "one of FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, AUTOINDEX"))
+        IndexType::ALL.into_iter().find(|t| t.name() == u).ok_or_else(|| {
+            IndexError::param("index_type", s, "one of FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, AUTOINDEX")
+        })
     }
 
     /// The Milvus name.
@@ -55,6 +73,7 @@ impl IndexType {
             IndexType::IvfFlat => "IVF_FLAT",
             IndexType::IvfSq8 => "IVF_SQ8",
             IndexType::IvfPq => "IVF_PQ",
+            IndexType::Hnsw => "HNSW",
             IndexType::AutoIndex => "AUTOINDEX",
         }
     }
@@ -79,6 +98,11 @@ pub struct IndexParams {
     pub m: Option<usize>,
     /// Bits per PQ code, 1..=16 (default 8).
     pub nbits: usize,
+    /// HNSW `M`, 2..=2048 (default 30): links per node on the upper layers, `2·M` on
+    /// layer 0.
+    pub hnsw_m: usize,
+    /// HNSW `efConstruction`, 1..=2^31−1 (default 360): the beam width of an insertion.
+    pub ef_construction: usize,
     /// k-means iterations, 1..=1000 (default 10).
     pub kmeans_iterations: usize,
     /// k-means training points per centroid, 1..=65536 (default 256).
@@ -103,6 +127,8 @@ impl IndexParams {
             nlist: DEFAULT_NLIST,
             m: None,
             nbits: DEFAULT_NBITS,
+            hnsw_m: DEFAULT_HNSW_M,
+            ef_construction: DEFAULT_EF_CONSTRUCTION,
             kmeans_iterations: crate::kmeans::DEFAULT_ITERATIONS,
             max_points_per_centroid: crate::kmeans::DEFAULT_MAX_POINTS_PER_CENTROID,
             seed: 42,
@@ -110,6 +136,10 @@ impl IndexParams {
     }
 
     fn set_value(&mut self, key: &str, v: &Value) -> Result<()> {
+        if key.trim() == "M" {
+            self.hnsw_m = int("M", v, HNSW_M_RANGE.0, HNSW_M_RANGE.1)?;
+            return Ok(());
+        }
         match key.trim().to_ascii_lowercase().as_str() {
             "index_type" => self.index_type = IndexType::parse(&text("index_type", v)?)?,
             "metric_type" => {
@@ -128,6 +158,7 @@ impl IndexParams {
             "nlist" => self.nlist = int("nlist", v, 1, MAX_NLIST)?,
             "m" => self.m = Some(int("m", v, 1, 65536)?),
             "nbits" => self.nbits = int("nbits", v, 1, 16)?,
+            "efconstruction" => self.ef_construction = int("efConstruction", v, 1, MAX_EF)?,
             "kmeans_iterations" => self.kmeans_iterations = int("kmeans_iterations", v, 1, 1000)?,
             "max_points_per_centroid" => self.max_points_per_centroid = int("max_points_per_centroid", v, 1, 65536)?,
             "seed" => self.seed = int("seed", v, 0, usize::MAX)? as u64,
@@ -152,6 +183,20 @@ impl IndexParams {
         if !(1..=16).contains(&self.nbits) {
             return Err(IndexError::param("nbits", self.nbits, "1..=16"));
         }
+        if !(HNSW_M_RANGE.0..=HNSW_M_RANGE.1).contains(&self.hnsw_m) {
+            return Err(IndexError::param(
+                "M",
+                self.hnsw_m,
+                format!("an integer in {}..={}", HNSW_M_RANGE.0, HNSW_M_RANGE.1),
+            ));
+        }
+        if !(1..=MAX_EF).contains(&self.ef_construction) {
+            return Err(IndexError::param(
+                "efConstruction",
+                self.ef_construction,
+                format!("an integer in 1..={MAX_EF}"),
+            ));
+        }
         if !(1..=1000).contains(&self.kmeans_iterations) {
             return Err(IndexError::param("kmeans_iterations", self.kmeans_iterations, "1..=1000"));
         }
@@ -174,6 +219,9 @@ pub struct SearchParams {
     /// Lists probed per query, 1..=65536, clamped to the index's nlist; `None`: the
     /// index's default (8, or the AUTOINDEX choice).
     pub nprobe: Option<usize>,
+    /// HNSW beam width on layer 0, 1..=2^31−1; at least the top-k of a search (Milvus'
+    /// rule). `None`: `max(k, 16)`, or 512 for a range search (knowhere's defaults).
+    pub ef: Option<usize>,
     /// Range search: outer bound (see [`Metric::in_range`]).
     pub radius: Option<f32>,
     /// Range search: inner bound (see [`Metric::in_range`]).
@@ -184,6 +232,7 @@ impl SearchParams {
     fn set_value(&mut self, key: &str, v: &Value) -> Result<()> {
         match key.trim().to_ascii_lowercase().as_str() {
             "nprobe" => self.nprobe = Some(int("nprobe", v, 1, MAX_NLIST)?),
+            "ef" => self.ef = Some(int("ef", v, 1, MAX_EF)?),
             "radius" => self.radius = Some(float("radius", v)?),
             "range_filter" => self.range_filter = Some(float("range_filter", v)?),
             "params" => match v {
@@ -340,7 +389,7 @@ mod tests {
         );
         assert!(msg(IndexParams::from_kv([("nlist", "many")])).contains("nlist=many"));
         assert!(msg(IndexParams::from_kv([("nbits", "17")])).contains("nbits=17: an integer in 1..=16"));
-        assert!(msg(IndexParams::from_kv([("index_type", "HNSW")])).contains("index_type=HNSW"));
+        assert!(msg(IndexParams::from_kv([("index_type", "DISKANN")])).contains("index_type=DISKANN"));
         assert!(msg(IndexParams::from_kv([("metric_type", "HAMMING")])).contains("metric_type=HAMMING"));
         assert!(msg(IndexParams::from_kv([("params", "{nlist")])).contains("params="));
         assert!(msg(IndexParams::from_json(r#"{"nlist":1.5}"#)).contains("nlist=1.5"));
@@ -351,6 +400,27 @@ mod tests {
         assert_eq!(p.validate(384).expect_err("m").to_string(), "invalid parameter m=5: a divisor of dim 384");
         let s = SearchParams { radius: Some(1.0), range_filter: Some(2.0), ..Default::default() };
         assert!(s.validate(Metric::L2).is_err() && s.validate(Metric::Ip).is_ok());
+    }
+
+    #[test]
+    fn hnsw_parameters_parse() {
+        // pymilvus' shape: `M` and `efConstruction` in `params`, as numbers or strings.
+        let p = IndexParams::from_kv([
+            ("index_type", "HNSW"),
+            ("metric_type", "IP"),
+            ("params", r#"{"M": 16, "efConstruction": "200"}"#),
+        ])
+        .expect("parses");
+        assert_eq!((p.index_type, p.hnsw_m, p.ef_construction, p.m), (IndexType::Hnsw, 16, 200, None));
+        // `M` (HNSW) and `m` (IVF_PQ) are different keys; defaults are Milvus' 30 and 360.
+        let p = IndexParams::from_json(r#"{"index_type": "hnsw", "m": 8}"#).expect("parses");
+        assert_eq!((p.index_type, p.hnsw_m, p.ef_construction, p.m), (IndexType::Hnsw, 30, 360, Some(8)));
+        let p = IndexParams::from_kv([("M", "2048"), ("efconstruction", "2147483647")]).expect("parses");
+        assert_eq!((p.hnsw_m, p.ef_construction), (2048, 2147483647));
+        assert!(IndexParams::from_kv([("M", "1")]).is_err());
+        assert!(IndexParams::from_kv([("efConstruction", "2147483648")]).is_err());
+        let s = SearchParams::from_kv([("params", r#"{"ef": "64"}"#)]).expect("parses");
+        assert_eq!((s.ef, s.nprobe), (Some(64), None));
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn range_search_equals_brute_force() {
         // A window between the 5th and the 40th best score of the first query.
         let (inner, outer) = (truth[0][5].1 as f32, truth[0][40].1 as f32);
         let (radius, range_filter) = (outer, inner);
-        let s = SearchParams { nprobe: Some(64), radius: Some(radius), range_filter: Some(range_filter) };
+        let s = SearchParams { nprobe: Some(64), radius: Some(radius), range_filter: Some(range_filter), ef: None };
         for t in [IndexType::Flat, IndexType::IvfFlat] {
             let index = VectorIndex::build(&params(t, metric, 16), dim, &base).expect("builds");
             let got = index.search(&queries, 1000, &s, None).expect("searches");
@@ -197,8 +197,15 @@ fn serialisation_round_trips() {
     let base = clustered(n, dim, 10, 15);
     let queries = queries_like(8, dim, 10, 15);
     for metric in METRICS {
-        for t in [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::AutoIndex] {
-            let p = IndexParams { m: Some(4), nbits: 6, ..params(t, metric, 20) };
+        for t in [
+            IndexType::Flat,
+            IndexType::IvfFlat,
+            IndexType::IvfSq8,
+            IndexType::IvfPq,
+            IndexType::Hnsw,
+            IndexType::AutoIndex,
+        ] {
+            let p = IndexParams { m: Some(4), nbits: 6, hnsw_m: 8, ef_construction: 40, ..params(t, metric, 20) };
             let index = VectorIndex::build(&p, dim, &base).expect("builds");
             let bytes = index.to_bytes();
             let back = VectorIndex::from_bytes(&bytes).expect("loads");
@@ -228,8 +235,8 @@ fn reseal(bytes: &mut [u8]) {
 fn corruption_and_truncation_are_detected() {
     let (n, dim) = (600, 8);
     let base = clustered(n, dim, 6, 16);
-    for t in [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq] {
-        let p = IndexParams { m: Some(2), nbits: 4, ..params(t, Metric::L2, 8) };
+    for t in [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::Hnsw] {
+        let p = IndexParams { m: Some(2), nbits: 4, hnsw_m: 4, ef_construction: 20, ..params(t, Metric::L2, 8) };
         let bytes = VectorIndex::build(&p, dim, &base).expect("builds").to_bytes();
         // Every single-byte flip (sampled) is caught.
         for pos in (0..bytes.len()).step_by(7).chain([0, 8, 12, 20, 48, bytes.len() - 1]) {
@@ -358,7 +365,7 @@ fn ivf_flat_batches_equal_single_queries() {
     for metric in METRICS {
         let index = VectorIndex::build(&params(IndexType::IvfFlat, metric, 32), dim, &base).expect("builds");
         let t = brute(&base, dim, &queries[..dim], metric, &|_| true);
-        let ranged = SearchParams { nprobe: Some(6), radius: Some(t[60].1 as f32), range_filter: None };
+        let ranged = SearchParams { nprobe: Some(6), radius: Some(t[60].1 as f32), range_filter: None, ef: None };
         for (s, k, filter) in [(sp(6), 10, None), (sp(6), 10, Some(RowFilter::Allowed(&allowed))), (ranged, 500, None)]
         {
             let batch = index.search(&queries, k, &s, filter).expect("batch");

@@ -8,6 +8,8 @@
 //! - Every search validates its input (dimension, finite queries, filter length, range
 //!   bounds) and returns errors, never panics.
 //! - Filtered rows are skipped before they are scored.
+//! - HNSW ([`HnswIndex`]) keeps the vectors in row order beside its graph; `ef` replaces
+//!   `nprobe` and heavy filters fall back to an exact scan of the allowed rows.
 //! - **AUTOINDEX** ([`auto_index`]): below [`AUTO_FLAT_MAX_ROWS`] rows FLAT (exact search
 //!   of a small segment costs less than probing lists and needs no training); above,
 //!   IVF_FLAT with `nlist = round(4·√rows)` (faiss' rule of thumb, clamped to 1..=65536)
@@ -16,6 +18,7 @@
 //!   nprobe 111, about 12 % of the rows scanned).
 
 mod flat;
+mod hnsw;
 mod ivf;
 mod ivf_flat;
 mod ivf_pq;
@@ -24,6 +27,7 @@ mod ivf_sq8;
 use std::borrow::Cow;
 
 pub use flat::FlatIndex;
+pub use hnsw::{BRUTE_FORCE_MAX_ALLOWED, DEFAULT_MIN_EF, DEFAULT_RANGE_EF, HnswIndex};
 pub use ivf_flat::IvfFlatIndex;
 pub use ivf_pq::IvfPqIndex;
 pub use ivf_sq8::IvfSq8Index;
@@ -75,6 +79,8 @@ pub enum VectorIndex {
     IvfSq8(IvfSq8Index),
     /// Inverted lists of product-quantised residuals.
     IvfPq(IvfPqIndex),
+    /// A hierarchical navigable small-world graph.
+    Hnsw(HnswIndex),
 }
 
 impl VectorIndex {
@@ -116,6 +122,7 @@ impl VectorIndex {
                 let meta = Meta { m: p.m_for(dim), nbits: p.nbits, ..ivf_meta };
                 VectorIndex::IvfPq(IvfPqIndex::build(meta, &x, &p)?)
             }
+            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::build(meta, x.into_owned(), &p)?),
             IndexType::AutoIndex => return Err(IndexError::Unsupported("AUTOINDEX did not resolve".into())),
         })
     }
@@ -126,6 +133,7 @@ impl VectorIndex {
             VectorIndex::IvfFlat(i) => &i.meta,
             VectorIndex::IvfSq8(i) => &i.meta,
             VectorIndex::IvfPq(i) => &i.meta,
+            VectorIndex::Hnsw(i) => &i.meta,
         }
     }
 
@@ -149,7 +157,7 @@ impl VectorIndex {
         self.meta().rows
     }
 
-    /// Inverted lists (0 for FLAT).
+    /// Inverted lists (0 for FLAT and HNSW).
     pub fn nlist(&self) -> usize {
         self.meta().nlist
     }
@@ -159,7 +167,7 @@ impl VectorIndex {
         (self.meta().m, self.meta().nbits)
     }
 
-    /// nprobe used when a search does not set one (0 for FLAT).
+    /// nprobe used when a search does not set one (0 for FLAT and HNSW).
     pub fn default_nprobe(&self) -> usize {
         self.meta().default_nprobe
     }
@@ -171,12 +179,14 @@ impl VectorIndex {
             VectorIndex::IvfFlat(i) => i.memory_bytes(),
             VectorIndex::IvfSq8(i) => i.memory_bytes(),
             VectorIndex::IvfPq(i) => i.memory_bytes(),
+            VectorIndex::Hnsw(i) => i.memory_bytes(),
         }
     }
 
     /// Searches `queries` (`nq × dim`, row-major) for up to `k` hits each, best first.
-    /// Rows excluded by `filter` are never scored; `params` carries nprobe (clamped to
-    /// nlist) and the range bounds (see [`Metric::in_range`]).
+    /// Rows excluded by `filter` are never returned (IVF and FLAT never score them; HNSW
+    /// walks through them); `params` carries nprobe (IVF, clamped to nlist), ef (HNSW:
+    /// at least `k`, else an error) and the range bounds (see [`Metric::in_range`]).
     pub fn search(
         &self,
         queries: &[f32],
@@ -219,6 +229,7 @@ impl VectorIndex {
             VectorIndex::IvfFlat(i) => i.search(&q, k, nprobe, filter, &b),
             VectorIndex::IvfSq8(i) => i.search(&q, k, nprobe, filter, &b),
             VectorIndex::IvfPq(i) => i.search(&q, k, nprobe, filter, &b),
+            VectorIndex::Hnsw(i) => i.search(&q, k, params.ef, filter, &b)?,
         })
     }
 
@@ -230,6 +241,7 @@ impl VectorIndex {
             VectorIndex::IvfFlat(i) => i.write(&mut w),
             VectorIndex::IvfSq8(i) => i.write(&mut w),
             VectorIndex::IvfPq(i) => i.write(&mut w),
+            VectorIndex::Hnsw(i) => i.write(&mut w),
         }
         w.finish()
     }
@@ -250,6 +262,7 @@ impl VectorIndex {
             IndexType::IvfFlat => VectorIndex::IvfFlat(IvfFlatIndex::read(meta, &mut r)?),
             IndexType::IvfSq8 => VectorIndex::IvfSq8(IvfSq8Index::read(meta, &mut r)?),
             IndexType::IvfPq => VectorIndex::IvfPq(IvfPqIndex::read(meta, &mut r)?),
+            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::read(meta, &mut r)?),
             IndexType::AutoIndex => return Err(IndexError::corrupt("AUTOINDEX is not a stored type")),
         };
         r.end()?;

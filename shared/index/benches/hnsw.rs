@@ -1,0 +1,93 @@
+//! HNSW on 50,000 × 384 (the real MiniLM set and its exact top-10 when present), metric
+//! IP as in shared/research/peers.md.
+//!
+//! First a one-shot measurement, printed: build time of M=16 efConstruction=200, then
+//! for ef = 16, 32, 64, 128 the recall@10 of the 1,000 public queries, the time per
+//! query with one query per call on one thread, and the wall time per query of calls of
+//! 100 queries (spread over the rayon pool). Then criterion cases: the build of the first
+//! 5,000 rows, and single-query searches at ef 64.
+
+mod common;
+
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fv_index::{Hit, IndexParams, IndexType, Metric, SearchParams, VectorIndex};
+
+fn recall(got: &[Vec<Hit>], truth: &[Vec<u32>]) -> f64 {
+    let hits: usize = got.iter().zip(truth).map(|(g, t)| g.iter().filter(|h| t.contains(&h.row)).count()).sum();
+    hits as f64 / (10 * got.len()) as f64
+}
+
+fn params(m: usize, ef_construction: usize) -> IndexParams {
+    IndexParams { hnsw_m: m, ef_construction, ..IndexParams::new(IndexType::Hnsw, Metric::Ip) }
+}
+
+fn bench(c: &mut Criterion) {
+    let (base, dim, source) = common::base(50_000);
+    let queries = common::queries(1000);
+    let nq = queries.len() / dim;
+    let truth = match common::ground_truth(10) {
+        Some(t) if source != "synthetic" => t,
+        _ => {
+            let p = fv_index::flat::SearchParams { metric: Metric::Ip, k: 10, radius: None, range_filter: None };
+            fv_index::flat::search(&base, dim, &queries, &p, None, None)
+                .iter()
+                .map(|h| h.iter().map(|h| h.row).collect())
+                .collect()
+        }
+    };
+    eprintln!(
+        "hnsw data: {source}, {} × {dim}, {nq} queries, {} threads",
+        base.len() / dim,
+        rayon::current_num_threads()
+    );
+    let t = Instant::now();
+    let index = VectorIndex::build(&params(16, 200), dim, &base).expect("builds");
+    let build = t.elapsed().as_secs_f64();
+    let bytes = index.memory_bytes() as f64 / index.rows() as f64;
+    eprintln!("HNSW M=16 efConstruction=200: built in {build:.2} s, {bytes:.1} bytes/vector");
+    eprintln!("| ef | recall@10 | µs/query, 1 per call, 1 thread | µs/query, 100 per call |");
+    for ef in [16usize, 32, 64, 128] {
+        let s = SearchParams { ef: Some(ef), ..Default::default() };
+        let t = Instant::now();
+        let single: Vec<Vec<Hit>> =
+            queries.chunks_exact(dim).map(|q| index.search(q, 10, &s, None).expect("searches").remove(0)).collect();
+        let single_us = t.elapsed().as_secs_f64() * 1e6 / nq as f64;
+        let t = Instant::now();
+        let batched: Vec<Vec<Hit>> =
+            queries.chunks(100 * dim).flat_map(|b| index.search(b, 10, &s, None).expect("searches")).collect();
+        let batch_us = t.elapsed().as_secs_f64() * 1e6 / nq as f64;
+        assert_eq!(single, batched);
+        eprintln!("| {ef} | {:.3} | {single_us:.1} | {batch_us:.1} |", recall(&single, &truth));
+    }
+
+    let mut g = c.benchmark_group("hnsw");
+    g.sample_size(10);
+    let small = &base[..5000 * dim];
+    g.throughput(Throughput::Elements(5000));
+    g.bench_function("build/5000/M=16,efConstruction=200", |b| {
+        b.iter(|| VectorIndex::build(&params(16, 200), dim, small).expect("builds"))
+    });
+    let s = SearchParams { ef: Some(64), ..Default::default() };
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("M=16,efConstruction=200/ef=64/single", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % nq;
+            index.search(&queries[i * dim..(i + 1) * dim], 10, &s, None).expect("searches")
+        })
+    });
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("M=16,efConstruction=200/ef=64/batch100", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % (nq / 100);
+            index.search(&queries[i * 100 * dim..(i + 1) * 100 * dim], 10, &s, None).expect("searches")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
