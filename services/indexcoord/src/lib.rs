@@ -18,4 +18,4 @@ pub use service::start;
 pub const MAX_RETRIES: i32 = 3;
 
 /// Index types this build can create on float vectors.
-pub const SUPPORTED_VECTOR_INDEXES: &[&str] = &["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "AUTOINDEX"];
+pub const SUPPORTED_VECTOR_INDEXES: &[&str] = &["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"];
