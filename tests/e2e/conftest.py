@@ -6,6 +6,10 @@ The server runs on loopback ports picked at random, in a fresh temporary data di
 with its output in `<tmp>/server.log`. It is stopped by PID at the end (SIGTERM, then
 SIGKILL). If it dies during the session, every following test fails with the tail of
 that log.
+
+With `FERROVEC_E2E_URI=http://127.0.0.1:19530` (and `FERROVEC_E2E_HEALTHZ=http://...`) the
+suite runs against a server that is already running instead, e.g. the cluster of
+`scripts/cluster.sh up`; it is neither started nor stopped.
 """
 
 import os
@@ -141,12 +145,49 @@ class Server:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class ExternalServer:
+    """A server the suite did not start (FERROVEC_E2E_URI): only its addresses."""
+
+    def __init__(self, uri: str, healthz_url: str):
+        self.uri = uri.rstrip("/")
+        self.port = int(self.uri.rsplit(":", 1)[1])
+        self.healthz_url = healthz_url
+
+    def alive(self) -> bool:
+        return True
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(self.healthz_url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.healthz_url} did not answer 200 within {timeout_s} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        pass
+
+
 _SERVER = None
 
 
 @pytest.fixture(scope="session")
 def server():
     global _SERVER
+    external = os.environ.get("FERROVEC_E2E_URI")
+    if external:
+        healthz = os.environ.get("FERROVEC_E2E_HEALTHZ")
+        if not healthz:
+            raise pytest.UsageError("FERROVEC_E2E_URI needs FERROVEC_E2E_HEALTHZ (the proxy's /healthz URL)")
+        srv = ExternalServer(external, healthz)
+        srv.wait_healthy(HEALTHZ_TIMEOUT_S)
+        yield srv
+        return
     srv = Server(_binary())
     _SERVER = srv
     try:

@@ -54,13 +54,19 @@ pub enum FsyncPolicy {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// "embedded" (a durable file log under `<data_dir>/log`).
+    /// "embedded" (a durable file log under `<data_dir>/log`) or "nats" (NATS JetStream).
     pub kind: String,
+    /// Embedded log: when appends reach the disk.
     pub fsync: FsyncPolicy,
-    /// Size of one log segment file.
+    /// Embedded log: size of one log segment file.
     pub segment_bytes: u64,
     /// Largest record; producers split larger inserts.
     pub max_message_bytes: usize,
+    /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// Prepended to the JetStream stream names (one stream per pchannel, `FV_DML_0`, ...),
+    /// for several clusters on one NATS server; empty by default.
+    pub nats_stream_prefix: String,
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +76,8 @@ impl Default for BrokerConfig {
             fsync: FsyncPolicy::Always,
             segment_bytes: 64 << 20,
             max_message_bytes: 8 << 20,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_stream_prefix: String::new(),
         }
     }
 }
@@ -78,17 +86,24 @@ impl Default for BrokerConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaConfig {
-    /// "embedded" (a file-backed KV under `<data_dir>/meta`).
+    /// "embedded" (a file-backed KV under `<data_dir>/meta`) or "etcd".
     pub kind: String,
     /// Key prefix all of Ferrovec's keys live under.
     pub root: String,
     /// Session lease time-to-live; a role that stops refreshing disappears after it.
     pub session_ttl_ms: u64,
+    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
+    pub etcd_endpoints: String,
 }
 
 impl Default for MetaConfig {
     fn default() -> Self {
-        Self { kind: "embedded".into(), root: "ferrovec".into(), session_ttl_ms: 10_000 }
+        Self {
+            kind: "embedded".into(),
+            root: "ferrovec".into(),
+            session_ttl_ms: 10_000,
+            etcd_endpoints: "http://127.0.0.1:2379".into(),
+        }
     }
 }
 
@@ -96,13 +111,36 @@ impl Default for MetaConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// "local" (a directory, `<data_dir>/objects`).
+    /// "local" (a directory, `<data_dir>/objects`) or "s3" (any S3-compatible store).
     pub kind: String,
+    /// S3: endpoint URL (`http://127.0.0.1:9000`); empty for AWS's regional endpoint.
+    pub endpoint: String,
+    /// S3: region; empty means us-east-1.
+    pub region: String,
+    /// S3: bucket, created if missing.
+    pub bucket: String,
+    /// S3: credentials; when both are empty, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    /// from the environment are used.
+    pub access_key: String,
+    pub secret_key: String,
+    /// S3: path-style addressing (`endpoint/bucket/key`), what MinIO and SeaweedFS expect.
+    pub path_style: bool,
+    /// S3: prefix of every key (several clusters can share a bucket).
+    pub root_prefix: String,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { kind: "local".into() }
+        Self {
+            kind: "local".into(),
+            endpoint: String::new(),
+            region: String::new(),
+            bucket: "ferrovec".into(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            path_style: true,
+            root_prefix: String::new(),
+        }
     }
 }
 
@@ -324,14 +362,17 @@ impl Config {
         if self.broker.max_message_bytes < 64 << 10 {
             return bad("broker.max_message_bytes", "must be at least 64 KiB");
         }
-        if !["embedded"].contains(&self.broker.kind.as_str()) {
-            return bad("broker.kind", "only \"embedded\" is available in this build");
+        if !["embedded", "nats"].contains(&self.broker.kind.as_str()) {
+            return bad("broker.kind", "must be \"embedded\" or \"nats\"");
         }
-        if !["embedded"].contains(&self.meta.kind.as_str()) {
-            return bad("meta.kind", "only \"embedded\" is available in this build");
+        if !["embedded", "etcd"].contains(&self.meta.kind.as_str()) {
+            return bad("meta.kind", "must be \"embedded\" or \"etcd\"");
         }
-        if !["local"].contains(&self.storage.kind.as_str()) {
-            return bad("storage.kind", "only \"local\" is available in this build");
+        if !["local", "s3"].contains(&self.storage.kind.as_str()) {
+            return bad("storage.kind", "must be \"local\" or \"s3\"");
+        }
+        if self.storage.kind == "s3" && self.storage.bucket.is_empty() {
+            return bad("storage.bucket", "must be set for S3 storage");
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be \"text\" or \"json\"");
