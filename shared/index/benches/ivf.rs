@@ -29,14 +29,13 @@ fn bench(c: &mut Criterion) {
         }
     };
     eprintln!("ivf data: {source}, {} × {dim}, {nq} queries", base.len() / dim);
-    let configs: [(&str, IndexParams); 4] = [
+    let configs: [(&str, IndexParams); 3] = [
         ("IVF_FLAT,nlist=1024", IndexParams { nlist: 1024, ..IndexParams::new(IndexType::IvfFlat, Metric::Ip) }),
         ("IVF_SQ8,nlist=1024", IndexParams { nlist: 1024, ..IndexParams::new(IndexType::IvfSq8, Metric::Ip) }),
         (
             "IVF_PQ,nlist=1024,m=48",
             IndexParams { nlist: 1024, m: Some(48), ..IndexParams::new(IndexType::IvfPq, Metric::Ip) },
         ),
-        ("AUTOINDEX", IndexParams::new(IndexType::AutoIndex, Metric::Ip)),
     ];
     let mut g = c.benchmark_group("ivf");
     g.sample_size(10);
@@ -46,9 +45,7 @@ fn bench(c: &mut Criterion) {
         let build = t.elapsed().as_secs_f64();
         let bytes = index.memory_bytes() as f64 / index.rows() as f64;
         eprintln!("{name}: built in {build:.2} s, nlist {}, {bytes:.1} bytes/vector", index.nlist());
-        let nprobes: Vec<Option<usize>> =
-            if p.index_type == IndexType::AutoIndex { vec![None] } else { vec![Some(8), Some(16), Some(32), Some(64)] };
-        for nprobe in nprobes {
+        for nprobe in [Some(8), Some(16), Some(32), Some(64)] {
             let s = SearchParams { nprobe, ..Default::default() };
             let got = index.search(&queries, 10, &s, None).expect("searches");
             let np = nprobe.unwrap_or(index.default_nprobe());

@@ -336,23 +336,27 @@ fn autoindex_rule() {
     let base = IndexParams::default();
     let (p, nprobe) = auto_index(AUTO_FLAT_MAX_ROWS - 1, &base);
     assert_eq!((p.index_type, nprobe), (IndexType::Flat, 0));
-    let (p, nprobe) = auto_index(50_000, &base);
-    assert_eq!((p.index_type, p.nlist, nprobe), (IndexType::IvfFlat, 894, 111));
-    let (p, nprobe) = auto_index(1_000_000_000, &base);
-    assert_eq!((p.nlist, nprobe), (65536, 8192));
-    let (p, nprobe) = auto_index(AUTO_FLAT_MAX_ROWS, &base);
-    assert_eq!((p.index_type, p.nlist, nprobe), (IndexType::IvfFlat, 283, 35));
-    // Built: FLAT below the threshold, IVF_FLAT above; COSINE by default.
+    // Milvus' AUTOINDEX build parameters, whatever the user sent.
+    let user = IndexParams { hnsw_m: 4, ef_construction: 10, ..base.clone() };
+    let (p, ef) = auto_index(50_000, &user);
+    assert_eq!((p.index_type, p.hnsw_m, p.ef_construction, ef), (IndexType::Hnsw, 18, 240, 64));
+    let (p, _) = auto_index(AUTO_FLAT_MAX_ROWS, &base);
+    assert_eq!(p.index_type, IndexType::Hnsw);
+    // Built: FLAT below the threshold, HNSW above; COSINE by default.
     let dim = 8;
     let small = VectorIndex::build(&base, dim, &clustered(100, dim, 4, 19)).expect("builds");
     assert_eq!((small.index_type(), small.metric()), (IndexType::Flat, Metric::Cosine));
-    let big = VectorIndex::build(
-        &IndexParams { kmeans_iterations: 3, ..base },
-        dim,
-        &clustered(AUTO_FLAT_MAX_ROWS, dim, 4, 19),
-    )
-    .expect("builds");
-    assert_eq!((big.index_type(), big.nlist(), big.default_nprobe()), (IndexType::IvfFlat, 283, 35));
+    let data = clustered(AUTO_FLAT_MAX_ROWS, dim, 4, 19);
+    let big = VectorIndex::build(&base, dim, &data).expect("builds");
+    assert_eq!((big.index_type(), big.nlist(), big.default_nprobe(), big.default_ef()), (IndexType::Hnsw, 0, 0, 64));
+    // A search without ef uses max(k, 64); the floor survives a round trip.
+    let back = VectorIndex::from_bytes(&big.to_bytes()).expect("loads");
+    assert_eq!(back.default_ef(), 64);
+    let q = &data[..4 * dim];
+    let ef64 = SearchParams { ef: Some(64), ..Default::default() };
+    assert_eq!(back.search(q, 10, &SearchParams::default(), None), big.search(q, 10, &ef64, None));
+    let explicit = VectorIndex::build(&IndexParams::new(IndexType::Hnsw, Metric::L2), dim, &data[..800 * dim]);
+    assert_eq!(explicit.expect("builds").default_ef(), 16);
 }
 
 #[test]

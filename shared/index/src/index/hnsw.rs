@@ -634,6 +634,8 @@ impl Graph {
 pub struct HnswIndex {
     pub(crate) meta: Meta,
     ef_construction: usize,
+    /// `ef = max(k, default_ef)` when a search sets none; 0: [`DEFAULT_MIN_EF`].
+    default_ef: usize,
     graph: Graph,
     /// `rows × dim` in row order (COSINE: normalised).
     vectors: Vec<f32>,
@@ -642,20 +644,26 @@ pub struct HnswIndex {
 }
 
 impl HnswIndex {
-    /// Builds from prepared (COSINE: normalised) vectors.
-    pub(crate) fn build(meta: Meta, x: Vec<f32>, p: &IndexParams) -> Result<HnswIndex> {
+    /// Builds from prepared (COSINE: normalised) vectors; `default_ef` 0 means
+    /// [`DEFAULT_MIN_EF`].
+    pub(crate) fn build(meta: Meta, x: Vec<f32>, p: &IndexParams, default_ef: usize) -> Result<HnswIndex> {
         if meta.rows == 0 {
             return Err(IndexError::input("HNSW needs at least one row"));
         }
         let sp = Space { v: &x, dim: meta.dim, l2: meta.metric == Metric::L2 };
         let sq = Sq8::encode(&x, meta.dim);
         let graph = Graph::build(&sp, &sq, p.hnsw_m, p.ef_construction, p.seed);
-        Ok(HnswIndex { meta, ef_construction: p.ef_construction, graph, vectors: x, sq })
+        Ok(HnswIndex { meta, ef_construction: p.ef_construction, default_ef, graph, vectors: x, sq })
     }
 
     /// `M` and `efConstruction` of the build.
     pub fn params(&self) -> (usize, usize) {
         (self.graph.m, self.ef_construction)
+    }
+
+    /// The `ef` floor of searches that set none.
+    pub fn default_ef(&self) -> usize {
+        if self.default_ef == 0 { DEFAULT_MIN_EF } else { self.default_ef }
     }
 
     /// Number of layers (the entry point's level + 1).
@@ -694,7 +702,7 @@ impl HnswIndex {
         let ef = match ef {
             Some(ef) => ef,
             None if b.active() => DEFAULT_RANGE_EF,
-            None => k.max(DEFAULT_MIN_EF),
+            None => k.max(self.default_ef()),
         };
         let allowed = filter.map_or(rows, |f| allowed_count(f, rows));
         if allowed == 0 {
@@ -792,7 +800,8 @@ impl HnswIndex {
         self.vectors.len() * 4 + self.sq.memory_bytes() + self.graph.memory_bytes()
     }
 
-    /// Body: `M`, `efConstruction`, entry point, top level (u32 each); the level of
+    /// Body: `M`, `efConstruction`, entry point, top level, default ef (0: the
+    /// knowhere rule) (u32 each); the level of
     /// every row (one byte each); the layer-0 lists (`rows × (cap0 + 1)` u32: count,
     /// then `cap0` slots, unused ones 0); the upper-layer lists of every row with a level
     /// above 0 in row order, layers 1..=level, each `cap + 1` u32 likewise; the vectors
@@ -803,6 +812,7 @@ impl HnswIndex {
         w.u32(self.ef_construction as u32);
         w.u32(g.entry);
         w.u32(g.top as u32);
+        w.u32(self.default_ef as u32);
         w.bytes(&g.levels);
         w.u32s(&g.links0);
         w.u32s(&g.upper);
@@ -817,9 +827,13 @@ impl HnswIndex {
         if rows == 0 {
             return Err(IndexError::corrupt("HNSW index of no rows"));
         }
-        let head = r.u32s(4, "HNSW parameters")?;
+        let head = r.u32s(5, "HNSW parameters")?;
         let (m, ef_construction, entry, top) = (head[0] as usize, head[1] as usize, head[2], head[3] as usize);
-        if !(HNSW_M_RANGE.0..=HNSW_M_RANGE.1).contains(&m) || !(1..=MAX_EF).contains(&ef_construction) {
+        let default_ef = head[4] as usize;
+        if !(HNSW_M_RANGE.0..=HNSW_M_RANGE.1).contains(&m)
+            || !(1..=MAX_EF).contains(&ef_construction)
+            || default_ef > MAX_EF
+        {
             return Err(IndexError::corrupt(format!("HNSW M {m} / efConstruction {ef_construction} out of range")));
         }
         let levels = r.bytes(rows, "HNSW levels")?;
@@ -855,7 +869,7 @@ impl HnswIndex {
         }
         let vectors = r.f32s(rows * meta.dim, "vectors")?;
         let sq = Sq8::encode(&vectors, meta.dim);
-        Ok(HnswIndex { meta, ef_construction, graph, vectors, sq })
+        Ok(HnswIndex { meta, ef_construction, default_ef, graph, vectors, sq })
     }
 }
 
@@ -1100,7 +1114,7 @@ mod tests {
         };
         let body = crate::format::HEADER_LEN;
         let cap0 = 8; // min(2·M, rows − 1)
-        let links0 = body + 16 + n;
+        let links0 = body + 20 + n;
         for (at, value) in [
             (body, 1u32),                 // M below 2
             (body + 8, n as u32),         // entry point out of range

@@ -11,11 +11,14 @@
 //! - HNSW ([`HnswIndex`]) keeps the vectors in row order beside its graph; `ef` replaces
 //!   `nprobe` and heavy filters fall back to an exact scan of the allowed rows.
 //! - **AUTOINDEX** ([`auto_index`]): below [`AUTO_FLAT_MAX_ROWS`] rows FLAT (exact search
-//!   of a small segment costs less than probing lists and needs no training); above,
-//!   IVF_FLAT with `nlist = round(4·√rows)` (faiss' rule of thumb, clamped to 1..=65536)
-//!   and a default `nprobe = clamp(nlist/8, 8, nlist)`, which keeps recall@10 high when a
-//!   search does not set `nprobe` (0.961 on the 50,000-row MiniLM set: nlist 894,
-//!   nprobe 111, about 12 % of the rows scanned).
+//!   of a small segment costs little and needs no build); above, HNSW with Milvus'
+//!   AUTOINDEX build parameters (`M` 18, `efConstruction` 240) and a default
+//!   `ef = max(k, 64)` when a search does not set one. Measured on the 50,000-row MiniLM
+//!   set in one session (2 vCPU, other builds running): at equal recall@10 (0.960) HNSW
+//!   ef 48 took 91–100 µs per single query and 60–69 µs per query in calls of 100,
+//!   against 838 µs and 182–206 µs for the former rule (IVF_FLAT, `nlist =
+//!   round(4·√rows)`, `nprobe = nlist/8`: 894 and 111); default ef 64 gives 0.975. It
+//!   builds slower (14.7 s against 4.4 s) and holds ~2.1 KB per 384-d row against 1.6.
 
 mod flat;
 mod hnsw;
@@ -27,7 +30,7 @@ mod ivf_sq8;
 use std::borrow::Cow;
 
 pub use flat::FlatIndex;
-pub use hnsw::{BRUTE_FORCE_MAX_ALLOWED, DEFAULT_MIN_EF, DEFAULT_RANGE_EF, HnswIndex};
+pub use hnsw::{BRUTE_FORCE_MAX_ALLOWED, DEFAULT_MIN_EF, DEFAULT_RANGE_EF, HnswIndex, MAX_BATCH, MAX_LEVEL};
 pub use ivf_flat::IvfFlatIndex;
 pub use ivf_pq::IvfPqIndex;
 pub use ivf_sq8::IvfSq8Index;
@@ -37,11 +40,17 @@ use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{self, Meta, Writer};
 use crate::metric::Metric;
-use crate::params::{DEFAULT_NPROBE, IndexParams, IndexType, MAX_NLIST, SearchParams};
+use crate::params::{DEFAULT_NPROBE, IndexParams, IndexType, SearchParams};
 use crate::topk::Hit;
 
 /// AUTOINDEX builds FLAT below this many rows.
 pub const AUTO_FLAT_MAX_ROWS: usize = 5000;
+/// AUTOINDEX's HNSW `M` (Milvus' `autoIndex.params.build`).
+pub const AUTO_HNSW_M: usize = 18;
+/// AUTOINDEX's HNSW `efConstruction` (Milvus' `autoIndex.params.build`).
+pub const AUTO_HNSW_EF_CONSTRUCTION: usize = 240;
+/// AUTOINDEX's HNSW `ef` floor when a search does not set `ef`.
+pub const AUTO_HNSW_EF: usize = 64;
 
 /// Range-search bounds of one search.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,14 +67,19 @@ impl Bounds {
 }
 
 /// What AUTOINDEX builds for a segment of `rows` rows: the resolved parameters (concrete
-/// type, nlist) and the default nprobe. See the module documentation for the rule.
+/// type and its build parameters) and the default of the type's search parameter (HNSW:
+/// the `ef` floor; FLAT: 0). See the module documentation for the rule.
 pub fn auto_index(rows: usize, base: &IndexParams) -> (IndexParams, usize) {
     if rows < AUTO_FLAT_MAX_ROWS {
         return (IndexParams { index_type: IndexType::Flat, ..base.clone() }, 0);
     }
-    let nlist = ((4.0 * (rows as f64).sqrt()).round() as usize).clamp(1, MAX_NLIST);
-    let nprobe = (nlist / 8).clamp(DEFAULT_NPROBE.min(nlist), nlist);
-    (IndexParams { index_type: IndexType::IvfFlat, nlist, ..base.clone() }, nprobe)
+    let p = IndexParams {
+        index_type: IndexType::Hnsw,
+        hnsw_m: AUTO_HNSW_M,
+        ef_construction: AUTO_HNSW_EF_CONSTRUCTION,
+        ..base.clone()
+    };
+    (p, AUTO_HNSW_EF)
 }
 
 /// A built vector index of one segment's vector field.
@@ -98,9 +112,14 @@ impl VectorIndex {
         if let Some(i) = data.iter().position(|x| !x.is_finite()) {
             return Err(IndexError::input(format!("row {} holds a NaN or infinite value", i / dim)));
         }
-        let (p, default_nprobe) = match params.index_type {
-            IndexType::AutoIndex => auto_index(rows, params),
-            _ => (params.clone(), DEFAULT_NPROBE),
+        let (p, default_nprobe, default_ef) = match params.index_type {
+            IndexType::AutoIndex => {
+                let (p, d) = auto_index(rows, params);
+                let nprobe = if p.index_type.is_ivf() { d } else { 0 };
+                let ef = if p.index_type == IndexType::Hnsw { d } else { 0 };
+                (p, nprobe, ef)
+            }
+            _ => (params.clone(), DEFAULT_NPROBE, 0),
         };
         let x: Cow<'_, [f32]> = if p.metric == Metric::Cosine {
             let mut v = data.to_vec();
@@ -122,7 +141,7 @@ impl VectorIndex {
                 let meta = Meta { m: p.m_for(dim), nbits: p.nbits, ..ivf_meta };
                 VectorIndex::IvfPq(IvfPqIndex::build(meta, &x, &p)?)
             }
-            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::build(meta, x.into_owned(), &p)?),
+            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::build(meta, x.into_owned(), &p, default_ef)?),
             IndexType::AutoIndex => return Err(IndexError::Unsupported("AUTOINDEX did not resolve".into())),
         })
     }
@@ -170,6 +189,15 @@ impl VectorIndex {
     /// nprobe used when a search does not set one (0 for FLAT and HNSW).
     pub fn default_nprobe(&self) -> usize {
         self.meta().default_nprobe
+    }
+
+    /// HNSW: the `ef` floor when a search does not set `ef` (`ef = max(k, floor)`; 16,
+    /// knowhere's, unless AUTOINDEX chose the index). 0 for other types.
+    pub fn default_ef(&self) -> usize {
+        match self {
+            VectorIndex::Hnsw(i) => i.default_ef(),
+            _ => 0,
+        }
     }
 
     /// Approximate heap bytes held by the index.
