@@ -3,6 +3,7 @@
 //! switch the sealed segment to the index (IVF answers differ from brute force at
 //! nprobe 1 and equal it when every list is probed); a corrupt index file is detected,
 //! never served, and rebuilt under a new build id; drop_index removes files and meta.
+//! An HNSW index serves searches with `ef`, filters and range bounds.
 
 use std::time::Duration;
 
@@ -223,6 +224,120 @@ fn ivf_lifecycle_with_a_stopped_index_node_a_corrupt_file_and_drop() {
         assert!(c.describe_index(NAME).await.is_err(), "no index is described after the drop");
 
         b.stop().await;
+        s.stop().await;
+    });
+}
+
+/// Searches `queries` with `ef` (and an optional filter) and returns recall@10 against
+/// brute force over the rows the filter keeps.
+async fn hnsw_recall(c: &Client, rows: &[Row], queries: &[Vec<f32>], ef: usize, filter: &str) -> f64 {
+    let res = c
+        .search(
+            HNSW,
+            SearchArgs {
+                vectors: queries,
+                limit: 10,
+                filter,
+                extra: vec![kv("params", format!("{{\"ef\": {ef}}}"))],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    let ids = data::ids_of(&res.ids);
+    let (mut at, mut hits) = (0, 0);
+    for (qi, q) in queries.iter().enumerate() {
+        let n = res.topks[qi] as usize;
+        assert_eq!(n, 10);
+        let want = data::brute_force(rows, q, Metric::L2, 10, |r| filter.is_empty() || r.age < 30);
+        for id in &ids[at..at + n] {
+            assert!(filter.is_empty() || rows[*id as usize].age < 30, "row {id} fails the filter");
+        }
+        hits += ids[at..at + n].iter().filter(|id| want.iter().any(|w| w.0 == **id)).count();
+        at += n;
+    }
+    hits as f64 / (10 * queries.len()) as f64
+}
+
+const HNSW: &str = "hnsw";
+
+#[test]
+fn hnsw_index_serves_ef_filters_and_range_search() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = data::rows(7, 0..10_000);
+    let queries: Vec<Vec<f32>> = data::rows(8, 0..20).into_iter().map(|r| r.vec).collect();
+    run(async {
+        let (s, c) = common::start(common::config(dir.path())).await;
+        c.create_collection(HNSW, data::schema(HNSW), 1).await.expect("create");
+        for chunk in rows.chunks(5_000) {
+            c.insert(HNSW, data::columns(chunk), chunk.len()).await.expect("insert");
+        }
+        c.flush(HNSW).await.expect("flush");
+        c.create_index(
+            HNSW,
+            "vec",
+            vec![
+                kv("index_type", "HNSW"),
+                kv("metric_type", "L2"),
+                kv("params", r#"{"M": 16, "efConstruction": 100}"#.to_string()),
+            ],
+        )
+        .await
+        .expect("create index");
+        c.wait(Duration::from_secs(120), || async {
+            let d = c.describe_index(HNSW).await?;
+            Ok(d[0].state == IndexState::Finished as i32 && d[0].indexed_rows == 10_000)
+        })
+        .await
+        .expect("index finished");
+        let d = c.describe_index(HNSW).await.expect("describe");
+        let param = |k: &str| d[0].params.iter().find(|p| p.key == k).map(|p| p.value.clone());
+        assert_eq!((param("index_type"), param("M")), (Some("HNSW".into()), Some("16".into())));
+        c.load(HNSW).await.expect("load");
+        eventually("the query node to use the index", Duration::from_secs(60), || async {
+            let served = served_builds(&s).await;
+            (!served.is_empty() && served.iter().all(|b| *b != 0)).then_some(())
+        })
+        .await;
+
+        // 128-d uniform noise is hard for a graph: recall grows with ef.
+        let low = hnsw_recall(&c, &rows, &queries, 10, "").await;
+        let high = hnsw_recall(&c, &rows, &queries, 400, "").await;
+        assert!(high >= 0.95 && high > low, "recall@10 {low} at ef 10, {high} at ef 400");
+        // A filter keeping 30 % of the rows: the walk steps over the others.
+        let filtered = hnsw_recall(&c, &rows, &queries, 400, "age < 30").await;
+        assert!(filtered >= 0.95, "filtered recall@10 {filtered} at ef 400");
+        // ef below the top-k is refused, as Milvus does.
+        let e = c
+            .search(
+                HNSW,
+                SearchArgs {
+                    vectors: &queries[..1],
+                    limit: 10,
+                    extra: vec![kv("params", r#"{"ef": 5}"#.to_string())],
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("ef < k");
+        assert!(e.to_string().contains("ef(5) should be larger than k(10)"), "{e}");
+        // Range search: every hit inside the window, best first.
+        let want = data::brute_force(&rows, &queries[0], Metric::L2, 50, |_| true);
+        let (inner, outer) = (want[5].1 as f32, want[40].1 as f32);
+        let res = c
+            .search(
+                HNSW,
+                SearchArgs {
+                    vectors: &queries[..1],
+                    limit: 100,
+                    extra: vec![kv("params", format!("{{\"radius\": {outer}, \"range_filter\": {inner}}}"))],
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("range search");
+        assert!(res.scores.iter().all(|d| *d >= inner && *d < outer), "{:?}", res.scores);
+        assert!(res.scores.len() >= 30, "{} hits in the window of 35", res.scores.len());
         s.stop().await;
     });
 }
