@@ -460,7 +460,7 @@ def test_unsupported_index_type_on_vector(client, names):
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("v", DataType.FLOAT_VECTOR, dim=4)
     client.create_collection(n, schema=schema)
-    for it, params in (("HNSW", {"M": 8, "efConstruction": 64}), ("DISKANN", {}), ("IVF_FLAT", {"nlist": 0})):
+    for it, params in (("SCANN", {"nlist": 8}), ("DISKANN", {}), ("IVF_FLAT", {"nlist": 0}), ("HNSW", {"M": 1})):
         ip = client.prepare_index_params()
         ip.add_index(field_name="v", index_type=it, metric_type="L2", params=params)
         _raises(lambda: client.create_index(n, ip))

@@ -1,5 +1,5 @@
-"""create_index / list_indexes / describe_index / drop_index with FLAT, AUTOINDEX and the
-IVF types (IVF_FLAT, IVF_SQ8, IVF_PQ)."""
+"""create_index / list_indexes / describe_index / drop_index with FLAT, AUTOINDEX, the
+IVF types (IVF_FLAT, IVF_SQ8, IVF_PQ) and HNSW."""
 
 import numpy as np
 import pytest
@@ -245,6 +245,51 @@ def test_ivf_indexes_build_describe_and_search(client, name, index_type, params,
     best = [hits[0]["id"] for hits in res]
     client.delete(name, ids=best)
     res = client.search(name, q.tolist(), limit=10, filter="x < 3", search_params=all_lists,
+                        consistency_level=STRONG)
+    assert not ({h["id"] for hits in res for h in hits} & set(best))
+
+
+@pytest.mark.parametrize("metric", ["L2", "IP", "COSINE"])
+def test_hnsw_build_describe_and_search(client, name, metric):
+    """HNSW as pymilvus creates it (`M`, `efConstruction`): described with its parameters,
+    searched with `ef` (recall grows with it; an `ef` below the limit is refused, as
+    Milvus refuses it), with a filter, without deleted rows."""
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("emb", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("x", DataType.INT64)
+    client.create_collection(name, schema=schema, consistency_level=STRONG)
+    vecs = _clustered(IVF_ROWS, DIM, seed=len(metric))
+    for at in range(0, IVF_ROWS, 1000):
+        client.insert(name, [{"id": i, "emb": vecs[i].tolist(), "x": i % 10} for i in range(at, at + 1000)])
+    client.flush(name)
+
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="emb", index_type="HNSW", metric_type=metric, params={"M": 16, "efConstruction": 100})
+    client.create_index(name, ip)
+    d = client.describe_index(name, "emb")
+    assert d["index_type"] == "HNSW" and d["metric_type"] == metric, d
+    assert int(d["M"]) == 16 and int(d["efConstruction"]) == 100, d
+    assert d["state"] == "Finished" and d["indexed_rows"] == d["total_rows"] == IVF_ROWS, d
+
+    client.load_collection(name)
+    q = _clustered(20, DIM, seed=7)
+    wide = {"params": {"ef": 200}}
+    res = client.search(name, q.tolist(), limit=10, search_params=wide, consistency_level=STRONG)
+    assert all(len(h) == 10 for h in res)
+    assert _recall(res, vecs, q, metric, 10) >= 0.95
+    narrow = client.search(name, q.tolist(), limit=10, search_params={"params": {"ef": 10}},
+                           consistency_level=STRONG)
+    assert all(len(h) == 10 for h in narrow)
+    with pytest.raises(Exception, match=r"ef\(5\) should be larger than k\(10\)"):
+        client.search(name, q.tolist(), limit=10, search_params={"params": {"ef": 5}}, consistency_level=STRONG)
+
+    res = client.search(name, q.tolist(), limit=10, filter="x < 3", search_params=wide,
+                        output_fields=["x"], consistency_level=STRONG)
+    assert all(h["entity"]["x"] < 3 for hits in res for h in hits)
+    best = [hits[0]["id"] for hits in res]
+    client.delete(name, ids=best)
+    res = client.search(name, q.tolist(), limit=10, filter="x < 3", search_params=wide,
                         consistency_level=STRONG)
     assert not ({h["id"] for hits in res for h in hits} & set(best))
 
