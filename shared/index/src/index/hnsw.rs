@@ -390,6 +390,7 @@ impl Graph {
         let a = if layer == 0 { &mut self.links0 } else { &mut self.upper };
         a[s] = list.len() as u32;
         a[s + 1..s + 1 + list.len()].copy_from_slice(list);
+        a[s + 1 + list.len()..s + 1 + cap].fill(0);
     }
 
     /// Greedy walk on `layer` from `cur` to a local minimum.
