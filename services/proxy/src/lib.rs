@@ -33,6 +33,11 @@ pub use service::start;
 /// Deadline for requests to coordinators made on behalf of a client.
 pub const COORD_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Bound of one attempt of a quick coordinator call (allocation, segment assignment);
+/// these answer in milliseconds, so an attempt this long means the coordinator died
+/// with the request and the call should go to its successor.
+pub const QUICK_ATTEMPT: Duration = Duration::from_secs(3);
+
 /// Shared state of one proxy.
 pub struct Proxy {
     pub ctx: RoleContext,
@@ -46,7 +51,12 @@ impl Proxy {
         Ok(self
             .ctx
             .rpc
-            .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE)
+            .call_retry_each::<rootcoord::AllocTimestamp>(
+                Target::Coord,
+                &AllocTimestampRequest { count: 1 },
+                COORD_DEADLINE,
+                QUICK_ATTEMPT,
+            )
             .await?
             .timestamp)
     }
@@ -58,7 +68,7 @@ impl Proxy {
         Ok(self
             .ctx
             .rpc
-            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, COORD_DEADLINE)
+            .call_retry_each::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, COORD_DEADLINE, QUICK_ATTEMPT)
             .await?
             .id_begin)
     }

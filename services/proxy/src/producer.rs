@@ -27,7 +27,7 @@ use fv_storage::Column;
 use parking_lot::Mutex;
 use prost::Message as _;
 
-use crate::COORD_DEADLINE;
+use crate::{COORD_DEADLINE, QUICK_ATTEMPT};
 
 /// Rows for one vchannel (normalised columns, one per schema field).
 pub struct InsertBatch {
@@ -101,7 +101,12 @@ async fn produce(
     msg: Produce,
 ) -> FvResult<Timestamp> {
     let ts = rpc
-        .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, COORD_DEADLINE)
+        .call_retry_each::<rootcoord::AllocTimestamp>(
+            Target::Coord,
+            &AllocTimestampRequest { count: 1 },
+            COORD_DEADLINE,
+            QUICK_ATTEMPT,
+        )
         .await?
         .timestamp;
     let assignments = match &msg.inserts {
@@ -116,7 +121,9 @@ async fn produce(
                     row_bytes: b.row_bytes,
                 }],
             };
-            rpc.call_retry::<datacoord::AssignSegment>(Target::Coord, &req, COORD_DEADLINE).await?.assignments
+            rpc.call_retry_each::<datacoord::AssignSegment>(Target::Coord, &req, COORD_DEADLINE, QUICK_ATTEMPT)
+                .await?
+                .assignments
         }
         _ => vec![],
     };

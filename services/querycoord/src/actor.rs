@@ -20,7 +20,7 @@ use fv_proto::fv::querynode::{
     SyncDistributionRequest, SyncType, UnsubDmChannelRequest, WatchDmChannelRequest,
 };
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
-use fv_runtime::rpc::Role;
+use fv_runtime::rpc::{COORD_CALL_TIMEOUT, Role};
 use fv_runtime::rpcs::{datacoord, indexcoord, querynode, rootcoord};
 use fv_runtime::{RoleContext, Target, atomic_handlers, session};
 use parking_lot::RwLock;
@@ -179,7 +179,7 @@ impl Core {
             .call_with_timeout::<rootcoord::DescribeCollection>(
                 Target::Coord,
                 &DescribeCollectionRequest { collection_id: id, ..Default::default() },
-                CALL_TIMEOUT,
+                COORD_CALL_TIMEOUT,
             )
             .await?;
         r.collection.ok_or_else(|| FvError::collection_id_not_found(id))
@@ -194,7 +194,7 @@ impl Core {
             .call_with_timeout::<indexcoord::GetSegmentIndexes>(
                 Target::Coord,
                 &GetSegmentIndexesRequest { collection_id: cid, segment_ids: vec![] },
-                CALL_TIMEOUT,
+                COORD_CALL_TIMEOUT,
             )
             .await?;
         Ok(r.tasks.into_iter().map(|t| (t.segment_id, t)).collect())
@@ -274,7 +274,7 @@ impl Core {
             .call_with_timeout::<datacoord::GetRecoveryInfo>(
                 Target::Coord,
                 &GetRecoveryInfoRequest { collection_id: cid, partition_ids: partitions.clone() },
-                CALL_TIMEOUT,
+                COORD_CALL_TIMEOUT,
             )
             .await?;
         let builds = self.finished_builds(cid).await?;

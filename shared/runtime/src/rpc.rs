@@ -94,6 +94,13 @@ pub enum Target {
     Node(NodeId),
 }
 
+/// Bound of a metadata read from a coordinator made by a role's background loop.
+/// Coordinators answer those in milliseconds; a request caught by a coordinator that is
+/// killed gets no answer at all, and waiting a long RPC timeout for it would stall the
+/// caller (often an actor, with its queue behind it) long after a restarted coordinator
+/// serves again. The loop's next round reaches the successor.
+pub const COORD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn subject<R: Rpc>(target: Target) -> String {
     match target {
         Target::Coord => format!("fv.rpc.{}.{}", R::ROLE.name(), R::METHOD),
@@ -167,6 +174,22 @@ impl RpcClient {
     /// `deadline` has passed.
     pub async fn call_retry<R: Rpc>(&self, target: Target, req: &R::Req, deadline: Duration) -> FvResult<R::Resp> {
         crate::retry::retry_until(R::METHOD, deadline, || self.call::<R>(target, req)).await
+    }
+
+    /// [`RpcClient::call_retry`] with each attempt bounded by `attempt`, for quick calls
+    /// (timestamp and id allocation, segment assignment): a request caught by a
+    /// coordinator that dies (kill -9) gets no answer, and waiting the full RPC timeout
+    /// for it would hold back everything queued behind it, time-tick confirmations
+    /// included, long after a restarted coordinator is serving again.
+    pub async fn call_retry_each<R: Rpc>(
+        &self,
+        target: Target,
+        req: &R::Req,
+        deadline: Duration,
+        attempt: Duration,
+    ) -> FvResult<R::Resp> {
+        let attempt = attempt.min(self.timeout);
+        crate::retry::retry_until(R::METHOD, deadline, || self.call_with_timeout::<R>(target, req, attempt)).await
     }
 }
 
