@@ -55,6 +55,12 @@ start_one() {
         log "$name already running (pid $(pid_of "$name"))"
         return 0
     fi
+    # Its health port must be free, or the health check would ask whatever holds it.
+    local port=${health#http://127.0.0.1:}
+    port=${port%%/*}
+    if _port_in_use "$port"; then
+        die "port 127.0.0.1:$port for $name is taken by another program (ss -ltnp 'sport = :$port')"
+    fi
     "$@" >>"$RUN/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     log "started $name (pid $!, log $RUN/$name.log)"

