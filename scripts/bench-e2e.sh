@@ -3,10 +3,11 @@
 # ../shared/bench/bench_milvus.py against Ferrovec standalone (release build) and, in the
 # same run, against a real Milvus 2.3.5 server from PyPI, both on the MiniLM set
 # (50,000 x 384, IP), with the same client (pymilvus 2.4.15); then scripts/bench/recall_sweep.py
-# at high-recall settings (IVF_FLAT nprobe 64/128 on both, and Milvus' HNSW ef=64, the
-# setting its own figures quote at recall >= 0.95). Prints side-by-side tables.
+# at high-recall settings (IVF_FLAT nprobe 64/128 and HNSW M=16 efConstruction=200
+# ef=32/64/128 on both; Milvus' own figures quote HNSW ef=64 at recall >= 0.95). Prints side-by-side tables.
 #
-# Usage: scripts/bench-e2e.sh [INDEXES=FLAT,IVF_FLAT,IVF_SQ8] [RUNS=3] [PEERS=ferrovec,milvus]
+# Usage: scripts/bench-e2e.sh [INDEXES=FLAT,IVF_FLAT,IVF_SQ8|none] [RUNS=3] [PEERS=ferrovec,milvus]
+# (INDEXES=none: only the high-recall sweeps, IVF_FLAT and HNSW on both).
 # Needs root for `unshare -n` (Milvus 2.3.5 has no listen-address option, so it runs in a
 # private network namespace with loopback only). Takes 20-40 minutes.
 set -euo pipefail
@@ -17,6 +18,8 @@ INDEXES="${1:-FLAT,IVF_FLAT,IVF_SQ8}"
 RUNS="${2:-3}"
 PEERS="${3:-ferrovec,milvus}"
 ensure_rust
+source scripts/deps.sh
+ensure_protoc
 export CARGO_TARGET_DIR="${FERROVEC_TARGET_DIR:-$HOME/.cache/ferrovec/target}"
 CACHE="${FERROVEC_CACHE:-$HOME/.cache/ferrovec}"
 SHARED="$(cd .. && pwd)/shared"
@@ -26,7 +29,7 @@ BENCH="$SHARED/bench"
 [ -f "$BENCH/bench_milvus.py" ] || die "bench_milvus.py not found in $BENCH"
 OUT="${FERROVEC_BENCH_OUT:-$CACHE/bench-e2e}"
 IVF_SWEEP='IVF_FLAT:{"nlist":1024}:nprobe=64,128'
-HNSW_SWEEP='HNSW:{"M":16,"efConstruction":200}:ef=64'
+HNSW_SWEEP='HNSW:{"M":16,"efConstruction":200}:ef=32,64,128'
 mkdir -p "$OUT"
 
 client_req="$OUT/requirements-client.txt"
@@ -46,12 +49,14 @@ if [[ ",$PEERS," == *",ferrovec,"* ]]; then
         kill -0 $pid 2>/dev/null || die "ferrovec exited early: $(tail -5 "$OUT/ferrovec.log")"
         sleep 0.5
     done
-    log "Ferrovec: bench_milvus.py $INDEXES"
-    (cd "$BENCH" && "$client/bin/python" bench_milvus.py http://127.0.0.1:19530 "$DATA" "$OUT/ferrovec.json" \
-        "$INDEXES" "$RUNS") > "$OUT/ferrovec.out" 2>&1 || log "bench against Ferrovec failed: $(tail -3 "$OUT/ferrovec.out")"
+    if [ "$INDEXES" != none ]; then
+        log "Ferrovec: bench_milvus.py $INDEXES"
+        (cd "$BENCH" && "$client/bin/python" bench_milvus.py http://127.0.0.1:19530 "$DATA" "$OUT/ferrovec.json" \
+            "$INDEXES" "$RUNS") > "$OUT/ferrovec.out" 2>&1 || log "bench against Ferrovec failed: $(tail -3 "$OUT/ferrovec.out")"
+    fi
     log "Ferrovec: recall sweep"
     "$client/bin/python" scripts/bench/recall_sweep.py http://127.0.0.1:19530 "$DATA" "$OUT/ferrovec-sweep.json" \
-        "$IVF_SWEEP" --runs="$RUNS" > "$OUT/ferrovec-sweep.out" 2>&1 \
+        "$IVF_SWEEP" "$HNSW_SWEEP" --runs="$RUNS" > "$OUT/ferrovec-sweep.out" 2>&1 \
         || log "sweep against Ferrovec failed: $(tail -3 "$OUT/ferrovec-sweep.out")"
     kill $pid; wait $pid 2>/dev/null || true
     trap - EXIT
@@ -67,12 +72,14 @@ if [[ ",$PEERS," == *",milvus,"* ]]; then
     sweep="$(pwd)/scripts/bench/recall_sweep.py"
     # shellcheck disable=SC2016
     (cd "$BENCH" && unshare -n bash run_milvus_server.sh "$milvus" "$dir" "$OUT/milvus.log" bash -c '
-        "$1/bin/python" bench_milvus.py http://127.0.0.1:19530 "$2" "$3/milvus.json" "$4" "$5" || exit 1
+        if [ "$4" != none ]; then
+            "$1/bin/python" bench_milvus.py http://127.0.0.1:19530 "$2" "$3/milvus.json" "$4" "$5" || exit 1
+        fi
         "$1/bin/python" "$6" http://127.0.0.1:19530 "$2" "$3/milvus-sweep.json" "$7" "$8" --runs="$5"
         ' _ "$client" "$DATA" "$OUT" "$INDEXES" "$RUNS" "$sweep" "$IVF_SWEEP" "$HNSW_SWEEP") \
         > "$OUT/milvus.out" 2>&1 || log "bench against Milvus failed: $(tail -3 "$OUT/milvus.out")"
     rm -rf "$dir"
 fi
 log "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$client/bin/python" scripts/bench/compare_e2e.py "$OUT"/ferrovec.json "$OUT"/milvus.json
+[ "$INDEXES" = none ] || "$client/bin/python" scripts/bench/compare_e2e.py "$OUT"/ferrovec.json "$OUT"/milvus.json
 "$client/bin/python" scripts/bench/compare_e2e.py "$OUT"/ferrovec-sweep.json "$OUT"/milvus-sweep.json
