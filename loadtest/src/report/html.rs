@@ -228,7 +228,9 @@ pub fn render(r: &Report) -> String {
         .runs
         .iter()
         .map(|run| {
-            let mut pts: Vec<(f64, f64)> = run
+            // Phases end and begin within one second: add up what shares a second.
+            let mut per_second: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+            for s in run
                 .search
                 .iter()
                 .map(|l| &l.summary)
@@ -236,10 +238,15 @@ pub fn render(r: &Report) -> String {
                 .chain(run.filtered.iter().map(|p| &p.summary))
                 .chain(run.query.iter().map(|p| &p.summary))
                 .chain(run.mixed.iter().map(|m| &m.searches))
-                .flat_map(|s| s.timeline.iter().map(|t| (t[0] as f64, t[1] as f64)))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { name: run.label.clone(), points: pts }
+            {
+                for t in &s.timeline {
+                    *per_second.entry(t[0]).or_default() += t[1];
+                }
+            }
+            Series {
+                name: run.label.clone(),
+                points: per_second.into_iter().map(|(x, y)| (x as f64, y as f64)).collect(),
+            }
         })
         .collect();
     let inserts: Vec<Series> = r

@@ -41,6 +41,15 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A linear axis' tick: as many decimals as the step between ticks needs.
+fn fmt_step_tick(v: f64, step: f64) -> String {
+    if step >= 1.0 || step <= 0.0 {
+        return fmt_tick(v);
+    }
+    let decimals = (-step.log10()).ceil().max(0.0) as usize;
+    format!("{v:.decimals$}")
+}
+
 fn fmt_tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
@@ -106,6 +115,16 @@ impl Axis {
         }
     }
 
+    /// Tick labels: powers of ten on log axes, step-aware decimals on linear ones.
+    fn labels(&self) -> Vec<(f64, String)> {
+        let ticks = self.ticks();
+        let step = if ticks.len() > 1 { ticks[1] - ticks[0] } else { 1.0 };
+        ticks
+            .into_iter()
+            .map(|t| (t, if self.scale == Scale::Linear { fmt_step_tick(t, step) } else { fmt_tick(t) }))
+            .collect()
+    }
+
     fn ticks(&self) -> Vec<f64> {
         match self.scale {
             Scale::Log => {
@@ -143,17 +162,17 @@ pub fn line_chart(chart: &Chart<'_>, series: &[Series]) -> String {
         t = escape(chart.title),
         cx = WIDTH / 2.0
     );
-    for t in xs.ticks() {
+    for (t, label) in xs.labels() {
         let x = px(t);
         let _ = write!(
             s,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{b:.1}" stroke="#eee"/><text x="{x:.1}" y="{ty:.1}" text-anchor="middle" font-size="11">{l}</text>"##,
             b = TOP + ph,
             ty = TOP + ph + 16.0,
-            l = fmt_tick(t)
+            l = label
         );
     }
-    for t in ys.ticks() {
+    for (t, label) in ys.labels() {
         let y = py(t);
         let _ = write!(
             s,
@@ -161,7 +180,7 @@ pub fn line_chart(chart: &Chart<'_>, series: &[Series]) -> String {
             r = LEFT + pw,
             tx = LEFT - 6.0,
             ty = y + 4.0,
-            l = fmt_tick(t)
+            l = label
         );
     }
     let _ = write!(
@@ -255,5 +274,11 @@ mod tests {
         assert_eq!(l.ticks(), vec![0.1, 1.0, 10.0, 100.0]);
         assert_eq!(fmt_tick(0.25), "0.25");
         assert_eq!(fmt_tick(25_000.0), "25k");
+        // A narrow recall range still gets distinct labels.
+        let narrow = Axis::new(Scale::Linear, [0.9991, 0.9999].into_iter());
+        let labels: Vec<String> = narrow.labels().into_iter().map(|l| l.1).collect();
+        let mut distinct = labels.clone();
+        distinct.dedup();
+        assert_eq!(labels, distinct, "{labels:?}");
     }
 }
