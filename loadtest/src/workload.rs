@@ -355,22 +355,12 @@ impl<'a> Workload<'a> {
         let conns = self.clients(clients).await?;
         let stop = self.stop(o.duration);
         let bar = self.stop_bar(stop, what);
-        let metric = ds.metric.name();
         Ok(self
             .drive(&conns, stop, &bar, |c, seq| {
                 let first = (seq as usize * o.nq) % nq_total;
                 let qs: Vec<usize> = (0..o.nq).map(|j| (first + j) % nq_total).collect();
                 async move {
-                    let call = SearchCall {
-                        collection: &o.collection,
-                        field: VECTOR_FIELD,
-                        vectors: qs.iter().map(|&q| ds.query(q)).collect(),
-                        topk: o.topk,
-                        metric,
-                        params,
-                        filter: "",
-                        consistency: o.consistency,
-                    };
+                    let call = search_call(o, ds, &qs, params, "");
                     let answers = c.search(&call).await?;
                     let recalls =
                         qs.iter().zip(&answers).map(|(&q, hits)| recall_of(ds, truth, q, o.topk, hits)).collect();
@@ -393,22 +383,12 @@ impl<'a> Workload<'a> {
         let stop = self.stop(o.duration);
         let bar = self.stop_bar(stop, &format!("filter {selectivity}"));
         let params = &o.search_params;
-        let metric = ds.metric.name();
         let (truth, expr_ref) = (&truth, expr.as_str());
         let summary = self
             .drive(&conns, stop, &bar, |c, seq| {
                 let q = seq as usize % nq;
                 async move {
-                    let call = SearchCall {
-                        collection: &o.collection,
-                        field: VECTOR_FIELD,
-                        vectors: vec![ds.query(q)],
-                        topk: o.topk,
-                        metric,
-                        params,
-                        filter: expr_ref,
-                        consistency: o.consistency,
-                    };
+                    let call = search_call(o, ds, &[q], params, expr_ref);
                     let answers = c.search(&call).await?;
                     let hits = answers.first().map(Vec::as_slice).unwrap_or_default();
                     // Every answer must pass the filter: a row outside it is a wrong result.
@@ -560,19 +540,9 @@ impl<'a> Workload<'a> {
             (inserts, deletes, visibility, check, live)
         };
         let params = &o.search_params;
-        let metric = ds.metric.name();
         let reads = self.drive(&searchers, stop, &bar, |c, seq| async move {
             let q = seq as usize % ds.num_queries();
-            let call = SearchCall {
-                collection: &o.collection,
-                field: VECTOR_FIELD,
-                vectors: vec![ds.query(q)],
-                topk: o.topk,
-                metric,
-                params,
-                filter: "",
-                consistency: o.consistency,
-            };
+            let call = search_call(o, ds, &[q], params, "");
             c.search(&call).await?;
             Ok((1, vec![]))
         });
@@ -637,6 +607,26 @@ impl<'a> Workload<'a> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The search call of the workload for queries `qs` of the dataset.
+fn search_call<'a>(
+    o: &'a Options,
+    ds: &'a Dataset,
+    qs: &[usize],
+    params: &'a serde_json::Value,
+    filter: &'a str,
+) -> SearchCall<'a> {
+    SearchCall {
+        collection: &o.collection,
+        field: VECTOR_FIELD,
+        vectors: qs.iter().map(|&q| ds.query(q)).collect(),
+        topk: o.topk,
+        metric: ds.metric.name(),
+        params,
+        filter,
+        consistency: o.consistency,
     }
 }
 
