@@ -20,6 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let root = root.canonicalize()?;
     println!("cargo:rerun-if-changed={}", root.display());
+    // The paths above are absolute, so in a target dir shared by several checkouts (the CI
+    // cache outside the clone, git worktrees) a build from another checkout would find
+    // them unchanged and reuse that checkout's generated code. The directory cargo runs
+    // in tells the checkouts apart.
+    println!("cargo:rerun-if-env-changed=PWD");
     let mut files = Vec::new();
     collect(&root, &root, &mut files)?;
     files.sort();
