@@ -199,6 +199,10 @@ CONF
         "$FERROVEC_NATS_DIR" -- "$nats" -c "$FERROVEC_NATS_DIR/nats.conf"
     FERROVEC_NATS_PID=$_STARTED_PID
     export FERROVEC_TEST_NATS_URL="nats://127.0.0.1:$FERROVEC_TEST_NATS_PORT"
+    # Tests that run a whole deployment start a private server with it: request/reply
+    # subjects (fv.rpc.*) are not namespaced, so two deployments on one server would answer
+    # each other's requests.
+    export FERROVEC_TEST_NATS_BIN="$nats"
     export FERROVEC_NATS_PID FERROVEC_NATS_DIR
 }
 
@@ -206,7 +210,7 @@ stop_nats() {
     _stop_server NATS "${FERROVEC_NATS_PID:-}" 15
     [ -z "${FERROVEC_NATS_DIR:-}" ] || rm -rf -- "$FERROVEC_NATS_DIR"
     FERROVEC_NATS_PID= FERROVEC_NATS_DIR=
-    unset FERROVEC_TEST_NATS_URL
+    unset FERROVEC_TEST_NATS_URL FERROVEC_TEST_NATS_BIN
 }
 
 # Starts a single-member etcd on 127.0.0.1:$FERROVEC_TEST_ETCD_PORT (peer and metrics on
