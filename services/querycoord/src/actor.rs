@@ -518,17 +518,25 @@ impl Core {
             .flat_map(|v| v.channels.iter().filter(|c| c.collection_id == cid))
             .flat_map(|c| c.sealed_segment_nodes.iter().map(|(s, n)| (*s, *n)))
             .collect();
-        // Per segment: its report from the first node seen, and (node, index build) of
-        // every copy.
-        let mut copies: BTreeMap<SegmentId, (&SegmentDistribution, Vec<(i64, i64)>)> = BTreeMap::new();
+        // Per segment: its report from the first node seen, and every copy.
+        struct Copies<'a> {
+            first: &'a SegmentDistribution,
+            /// (node, index build the copy is searched with)
+            at: Vec<(i64, i64)>,
+        }
+        let mut copies: BTreeMap<SegmentId, Copies> = BTreeMap::new();
         for v in &views {
             for s in v.segments.iter().filter(|s| s.collection_id == cid) {
-                copies.entry(s.segment_id).or_insert((s, vec![])).1.push((v.node_id, s.index_build_id));
+                copies
+                    .entry(s.segment_id)
+                    .or_insert(Copies { first: s, at: vec![] })
+                    .at
+                    .push((v.node_id, s.index_build_id));
             }
         }
         let segments: BTreeMap<SegmentId, SegmentReplica> = copies
             .into_iter()
-            .map(|(id, (s, mut at))| {
+            .map(|(id, Copies { first: s, mut at })| {
                 // The copy reads are routed to first (the sort is stable otherwise).
                 at.sort_by_key(|(n, _)| routes.get(&id) != Some(n));
                 let build = at[0].1;
