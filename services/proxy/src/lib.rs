@@ -9,10 +9,12 @@
 //! - [`dml`]: insert, upsert and delete.
 //! - [`read`]: search and query (consistency, fan-out, reduce, output fields).
 //! - [`ddl`]: collections, partitions, indexes, load/release, flush, statistics.
+//! - [`distribution`]: which query nodes serve a loaded collection.
 //! - [`service`]: the `MilvusService` implementation, which turns every outcome into a
 //!   Milvus status.
 
 pub mod ddl;
+pub mod distribution;
 pub mod dml;
 pub mod meta_cache;
 pub mod output;

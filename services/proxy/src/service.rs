@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::meta_cache::MetaCache;
 use crate::producer::Producers;
 use crate::read::LeaderCache;
-use crate::{Proxy, ddl, dml, read};
+use crate::{Proxy, ddl, distribution, dml, read};
 
 /// Version reported to clients: the Milvus API level this server implements.
 pub const MILVUS_API_VERSION: &str = "v2.6.0";
@@ -151,7 +151,9 @@ db_scoped!(
     SearchRequest,
     FlushRequest,
     QueryRequest,
-    GetFlushStateRequest
+    GetFlushStateRequest,
+    GetQuerySegmentInfoRequest,
+    GetReplicasRequest
 );
 
 /// The gRPC metadata key pymilvus puts the database name in.
@@ -435,6 +437,37 @@ impl MilvusService for MilvusApi {
             })),
             Ok(s) => Ok(Response::new(GetLoadStateResponse { status: Some(Default::default()), state: s.state })),
         }
+    }
+
+    async fn get_query_segment_info(
+        &self,
+        req: Request<GetQuerySegmentInfoRequest>,
+    ) -> Reply<GetQuerySegmentInfoResponse> {
+        let r = scoped(req);
+        with_status!(
+            GetQuerySegmentInfoResponse,
+            traced(
+                "GetQuerySegmentInfo",
+                &r.collection_name,
+                distribution::query_segment_info(&self.proxy, &r.db_name, &r.collection_name)
+            )
+            .await,
+            |infos| GetQuerySegmentInfoResponse { infos, ..Default::default() }
+        )
+    }
+
+    async fn get_replicas(&self, req: Request<GetReplicasRequest>) -> Reply<GetReplicasResponse> {
+        let r = scoped(req);
+        with_status!(
+            GetReplicasResponse,
+            traced(
+                "GetReplicas",
+                &r.collection_name,
+                distribution::replicas(&self.proxy, &r.db_name, &r.collection_name, r.collection_id)
+            )
+            .await,
+            |replicas| GetReplicasResponse { replicas, ..Default::default() }
+        )
     }
 
     async fn create_alias(&self, _req: Request<CreateAliasRequest>) -> Reply<Status> {

@@ -12,12 +12,13 @@ use fv_proto::fv::datacoord::GetRecoveryInfoRequest;
 use fv_proto::fv::index::GetSegmentIndexesRequest;
 use fv_proto::fv::meta::{CollectionInfo, LoadInfo, LoadStatus, SegmentIndexTask};
 use fv_proto::fv::querycoord::{
-    GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest, LoadPartitionsRequest,
-    ReleaseCollectionRequest, ReleasePartitionsRequest, ShardLeader,
+    GetDistributionResponse, GetLoadStateResponse, GetShardLeadersResponse, LoadCollectionRequest,
+    LoadPartitionsRequest, ReleaseCollectionRequest, ReleasePartitionsRequest, SegmentReplica, ShardDistribution,
+    ShardLeader,
 };
 use fv_proto::fv::querynode::{
-    GetDataDistributionRequest, GetDataDistributionResponse, LoadSegmentsRequest, ReleaseSegmentsRequest, SyncAction,
-    SyncDistributionRequest, SyncType, UnsubDmChannelRequest, WatchDmChannelRequest,
+    GetDataDistributionRequest, GetDataDistributionResponse, LoadSegmentsRequest, ReleaseSegmentsRequest,
+    SegmentDistribution, SyncAction, SyncDistributionRequest, SyncType, UnsubDmChannelRequest, WatchDmChannelRequest,
 };
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
 use fv_runtime::rpc::{COORD_CALL_TIMEOUT, Role};
@@ -372,6 +373,63 @@ impl Core {
                         .await
                         .map(|_| ())
                 }
+                Action::Move { vchannel, delegator, segment, partition, from, to } => {
+                    let Some(seg) = rec.segments.iter().find(|s| s.id == *segment).cloned() else { continue };
+                    let started = std::time::Instant::now();
+                    let load = LoadSegmentsRequest {
+                        collection: Some(desc.clone()),
+                        segments: vec![seg],
+                        indexes: builds.get(segment).cloned().into_iter().collect(),
+                    };
+                    // Returns once the delegator routes to `to` and the reads that still
+                    // used `from` are done; only then may `from` let go of its copy. A
+                    // failure part-way leaves two copies, which the next round resolves.
+                    let switch = SyncDistributionRequest {
+                        collection_id: cid,
+                        vchannel: vchannel.clone(),
+                        actions: vec![SyncAction {
+                            r#type: SyncType::AddSealed as i32,
+                            segment_id: *segment,
+                            node_id: *to,
+                            partition_id: *partition,
+                        }],
+                        partition_ids: vec![],
+                        checkpoint: channel_info(vchannel).and_then(|c| c.seek_position),
+                    };
+                    let release = ReleaseSegmentsRequest { collection_id: cid, segment_ids: vec![*segment] };
+                    let r = async {
+                        rpc.call_with_timeout::<querynode::LoadSegments>(Target::Node(*to), &load, CALL_TIMEOUT)
+                            .await
+                            .map_err(|e| e.context(format!("loading segment {segment} on node {to}")))?;
+                        rpc.call_with_timeout::<querynode::SyncDistribution>(
+                            Target::Node(*delegator),
+                            &switch,
+                            CALL_TIMEOUT,
+                        )
+                        .await
+                        .map_err(|e| e.context(format!("routing segment {segment} to node {to}")))?;
+                        rpc.call_with_timeout::<querynode::ReleaseSegments>(
+                            Target::Node(*from),
+                            &release,
+                            CALL_TIMEOUT,
+                        )
+                        .await
+                        .map_err(|e| e.context(format!("releasing segment {segment} on node {from}")))?;
+                        Ok::<(), FvError>(())
+                    }
+                    .await;
+                    if r.is_ok() {
+                        tracing::info!(
+                            collection = cid,
+                            segment,
+                            from,
+                            to,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "segment moved for balance"
+                        );
+                    }
+                    r
+                }
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, action = ?a, "distribution action failed; retrying next round");
@@ -434,6 +492,95 @@ impl Core {
             status: Some(Default::default()),
             shards: l.leaders.clone(),
             loaded_partition_ids: if l.info.whole_collection { vec![] } else { l.info.partition_ids.clone() },
+        })
+    }
+}
+
+impl Core {
+    /// What the live query nodes serve of a collection right now: every sealed segment
+    /// with the nodes holding it (the one reads are routed to first), and every shard
+    /// with its delegator and workers. Read straight from the nodes, like a
+    /// reconciliation round, so it shows moves as they happen.
+    pub async fn distribution(&self, cid: CollectionId) -> FvResult<GetDistributionResponse> {
+        let Some(info) = self.loads.read().get(&cid).map(|l| l.info.clone()) else {
+            return Ok(GetDistributionResponse { status: Some(Default::default()), ..Default::default() });
+        };
+        let views = self.views().await?;
+        let desc = self.describe(cid).await?;
+        // Only to name the index a segment is searched with; the distribution itself
+        // does not depend on it.
+        let builds = self.finished_builds(cid).await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, collection = cid, "index builds unavailable; reporting segments without index");
+            HashMap::new()
+        });
+        let routes: HashMap<SegmentId, i64> = views
+            .iter()
+            .flat_map(|v| v.channels.iter().filter(|c| c.collection_id == cid))
+            .flat_map(|c| c.sealed_segment_nodes.iter().map(|(s, n)| (*s, *n)))
+            .collect();
+        // Per segment: its report from the first node seen, and every copy.
+        struct Copies<'a> {
+            first: &'a SegmentDistribution,
+            /// (node, index build the copy is searched with)
+            at: Vec<(i64, i64)>,
+        }
+        let mut copies: BTreeMap<SegmentId, Copies> = BTreeMap::new();
+        for v in &views {
+            for s in v.segments.iter().filter(|s| s.collection_id == cid) {
+                copies
+                    .entry(s.segment_id)
+                    .or_insert(Copies { first: s, at: vec![] })
+                    .at
+                    .push((v.node_id, s.index_build_id));
+            }
+        }
+        let segments: BTreeMap<SegmentId, SegmentReplica> = copies
+            .into_iter()
+            .map(|(id, Copies { first: s, mut at })| {
+                // The copy reads are routed to first (the sort is stable otherwise).
+                at.sort_by_key(|(n, _)| routes.get(&id) != Some(n));
+                let build = at[0].1;
+                let index_id =
+                    builds.get(&id).filter(|t| build != 0 && t.build_id == build).map(|t| t.index_id).unwrap_or(0);
+                let replica = SegmentReplica {
+                    segment_id: id,
+                    partition_id: s.partition_id,
+                    vchannel: s.vchannel.clone(),
+                    num_rows: s.num_rows,
+                    node_ids: at.iter().map(|(n, _)| *n).collect(),
+                    index_id,
+                    index_build_id: build,
+                };
+                (id, replica)
+            })
+            .collect();
+        let shards = desc
+            .vchannels
+            .iter()
+            .map(|vchannel| {
+                let leader = views
+                    .iter()
+                    .find(|v| v.channels.iter().any(|c| c.collection_id == cid && &c.vchannel == vchannel))
+                    .map(|v| v.node_id)
+                    .unwrap_or(0);
+                let mut node_ids: Vec<i64> = std::iter::once(leader).filter(|n| *n != 0).collect();
+                for s in segments.values().filter(|s| &s.vchannel == vchannel) {
+                    for n in &s.node_ids {
+                        if !node_ids.contains(n) {
+                            node_ids.push(*n);
+                        }
+                    }
+                }
+                ShardDistribution { vchannel: vchannel.clone(), leader_node_id: leader, node_ids }
+            })
+            .collect();
+        Ok(GetDistributionResponse {
+            status: Some(Default::default()),
+            loaded: true,
+            segments: segments.into_values().collect(),
+            shards,
+            loaded_partition_ids: if info.whole_collection { vec![] } else { info.partition_ids.clone() },
+            replica_number: info.replica_number,
         })
     }
 }

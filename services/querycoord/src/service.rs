@@ -56,6 +56,14 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
         async move { c.shard_leaders(req.collection_id) }
     })
     .await?;
+    // Read-only and possibly slow (asks every query node): kept off the actor so it
+    // never waits behind, or delays, a reconciliation round.
+    let c = core.clone();
+    s.serve::<rpc::GetDistribution, _, _>(Target::Coord, move |req| {
+        let c = c.clone();
+        async move { c.distribution(req.collection_id).await }
+    })
+    .await?;
     session::register(
         ctx.meta.clone(),
         Role::QueryCoord,

@@ -6,6 +6,13 @@
 //! ticks advance the serviceable time that reads wait for. Handoff (a flushed segment
 //! loaded on a worker) replaces the growing copy with the sealed one atomically for
 //! readers, after replaying the buffered deletes onto the sealed copy.
+//!
+//! Moving a sealed segment between workers (balance) is load-then-switch-then-release:
+//! querycoord loads the copy on the new worker, re-points the delegator with
+//! `AddSealed`, and only then releases the old copy. Every read pins the routing epoch
+//! it planned with ([`ReadPin`]); a sync that re-points or removes a sealed segment
+//! starts a new epoch and returns only after the reads of the old one have finished,
+//! so the release that follows never pulls a segment from under a running read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -39,6 +46,35 @@ pub struct SealedPlace {
     pub partition: PartitionId,
 }
 
+/// How long a routing change waits for the reads planned before it. Reads are bounded
+/// by their own timeout; past this the change goes ahead (a late read then fails with a
+/// retriable "segment not loaded" rather than returning partial results).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One routing epoch of the sealed segments. Dropping the last reference (the
+/// delegator lets go of it when a new epoch starts) signals that no read planned with
+/// this routing is still running.
+struct Epoch {
+    drained: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Epoch {
+    fn drop(&mut self) {
+        if let Some(tx) = self.drained.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn new_epoch() -> (Arc<Epoch>, tokio::sync::oneshot::Receiver<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    (Arc::new(Epoch { drained: Some(tx) }), rx)
+}
+
+/// Held by a read for as long as it may touch the sealed segments it planned with.
+#[derive(Clone)]
+pub struct ReadPin(#[allow(dead_code)] Arc<Epoch>);
+
 #[derive(Debug, Clone)]
 struct DeleteRecord {
     key: PrimaryKey,
@@ -56,6 +92,8 @@ pub struct Delegator {
     partitions: RwLock<Option<HashSet<PartitionId>>>,
     growing: RwLock<BTreeMap<SegmentId, Arc<Segment>>>,
     sealed: RwLock<BTreeMap<SegmentId, SealedPlace>>,
+    /// The current routing epoch, read and swapped only under the `sealed` lock.
+    epoch: Mutex<(Arc<Epoch>, tokio::sync::oneshot::Receiver<()>)>,
     excluded: RwLock<HashSet<SegmentId>>,
     /// Deletes since the last known checkpoint, replayed onto segments handed off.
     deletes: tokio::sync::Mutex<Vec<DeleteRecord>>,
@@ -73,6 +111,8 @@ pub struct Delegator {
 pub struct Snapshot {
     pub growing: Vec<Arc<Segment>>,
     pub sealed: BTreeMap<NodeId, Vec<SegmentId>>,
+    /// Keeps the workers' copies of `sealed` from being released until dropped.
+    pub pin: ReadPin,
 }
 
 impl Delegator {
@@ -93,6 +133,7 @@ impl Delegator {
             partitions: RwLock::new(partitions),
             growing: RwLock::new(BTreeMap::new()),
             sealed: RwLock::new(BTreeMap::new()),
+            epoch: Mutex::new(new_epoch()),
             excluded: RwLock::new(excluded),
             deletes: tokio::sync::Mutex::new(Vec::new()),
             unsettled: Mutex::new(HashMap::new()),
@@ -123,6 +164,19 @@ impl Delegator {
         self.sealed.read().keys().copied().collect()
     }
 
+    /// Where each sealed segment is routed (segment -> worker node).
+    pub fn sealed_nodes(&self) -> HashMap<SegmentId, NodeId> {
+        self.sealed.read().iter().map(|(id, p)| (*id, p.node)).collect()
+    }
+
+    /// Starts a new routing epoch (the caller holds the `sealed` write lock) and returns
+    /// the signal that the reads of the previous one are done.
+    fn next_epoch(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (old, rx) = std::mem::replace(&mut *self.epoch.lock(), new_epoch());
+        drop(old);
+        rx
+    }
+
     /// The segments of the requested partitions (all loaded ones when empty).
     pub fn snapshot(&self, partitions: &[PartitionId]) -> Snapshot {
         let wanted = |p: PartitionId| self.partition_loaded(p) && (partitions.is_empty() || partitions.contains(&p));
@@ -133,7 +187,8 @@ impl Delegator {
         for (id, place) in sealed.iter().filter(|(_, p)| wanted(p.partition)) {
             by_node.entry(place.node).or_default().push(*id);
         }
-        Snapshot { growing: growing.values().filter(|s| wanted(s.partition)).cloned().collect(), sealed: by_node }
+        let pin = ReadPin(self.epoch.lock().0.clone());
+        Snapshot { growing: growing.values().filter(|s| wanted(s.partition)).cloned().collect(), sealed: by_node, pin }
     }
 
     /// Waits until serviceable time reaches `guarantee`, then returns the read's MVCC
@@ -391,6 +446,10 @@ impl Delegator {
                 set.extend(req.partition_ids.iter().copied());
             }
         }
+        // Whether a sealed segment stops being read where it was (moved or removed):
+        // then the old copy may be released once this returns, so reads planned with
+        // the old routing must be finished by then.
+        let mut rerouted = false;
         for a in &req.actions {
             match SyncType::try_from(a.r#type) {
                 Ok(SyncType::AddSealed) => {
@@ -405,13 +464,15 @@ impl Delegator {
                     }
                     let mut growing = self.growing.write();
                     let mut sealed = self.sealed.write();
-                    sealed.insert(a.segment_id, SealedPlace { node: a.node_id, partition: a.partition_id });
+                    let before =
+                        sealed.insert(a.segment_id, SealedPlace { node: a.node_id, partition: a.partition_id });
+                    rerouted |= before.is_some_and(|p| p.node != a.node_id);
                     growing.remove(&a.segment_id);
                     self.excluded.write().insert(a.segment_id);
                     tracing::debug!(segment = a.segment_id, node = a.node_id, vchannel = %self.vchannel, "handoff");
                 }
                 Ok(SyncType::RemoveSealed) => {
-                    self.sealed.write().remove(&a.segment_id);
+                    rerouted |= self.sealed.write().remove(&a.segment_id).is_some();
                 }
                 Err(_) => return Err(FvError::invalid_parameter(format!("unknown sync action {}", a.r#type))),
             }
@@ -419,7 +480,22 @@ impl Delegator {
         if let Some(cp) = &req.checkpoint {
             buffer.retain(|d| d.seq > cp.seq);
         }
+        // Deletes may flow again while the old reads finish.
+        drop(buffer);
+        if rerouted && !self.drain_earlier_reads(DRAIN_TIMEOUT).await {
+            tracing::warn!(vchannel = %self.vchannel, "reads planned before a routing change still run; going ahead");
+        }
         Ok(())
+    }
+
+    /// Starts a new routing epoch and waits, at most `bound`, until no read planned with
+    /// an earlier routing is still running. Returns whether they all finished.
+    async fn drain_earlier_reads(&self, bound: Duration) -> bool {
+        let drained = {
+            let _routing = self.sealed.write();
+            self.next_epoch()
+        };
+        tokio::time::timeout(bound, drained).await.is_ok()
     }
 
     /// Drops growing segments of the given partitions (after they were released).
@@ -429,5 +505,42 @@ impl Delegator {
         if let Some(set) = self.partitions.write().as_mut() {
             set.retain(|p| !partitions.contains(p));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delegator() -> Arc<Delegator> {
+        let schema = crate::segment::tests::schema();
+        Delegator::new(1, "dml_0_1v0".into(), schema, None, HashSet::new(), Shutdown::new())
+    }
+
+    #[tokio::test]
+    async fn routing_change_waits_for_reads_planned_before_it() {
+        let d = delegator();
+        let running = d.snapshot(&[]);
+        // A read is running with the old routing: the change cannot complete.
+        assert!(!d.drain_earlier_reads(Duration::from_millis(50)).await);
+
+        // Another change waits for reads of the epoch before it only: the read above
+        // belongs to an older one, which the first change already gave up on.
+        let d2 = d.clone();
+        let pinned = d.snapshot(&[]);
+        let waiter = tokio::spawn(async move { d2.drain_earlier_reads(Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "released while a read still used the old routing");
+        // A read planned after the change does not hold it up.
+        let _later = d.snapshot(&[]);
+        drop(pinned);
+        assert!(waiter.await.expect("waiter task"), "the change completes once the old read is done");
+        drop(running);
+    }
+
+    #[tokio::test]
+    async fn routing_change_without_reads_is_immediate() {
+        let d = delegator();
+        assert!(d.drain_earlier_reads(Duration::from_millis(1)).await);
     }
 }

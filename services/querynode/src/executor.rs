@@ -14,7 +14,7 @@ use fv_runtime::Target;
 use fv_runtime::rpcs::querynode;
 use fv_storage::result::{Rows, merge_query, merge_search};
 
-use crate::delegator::Snapshot;
+use crate::delegator::{ReadPin, Snapshot};
 use crate::node::NodeState;
 use crate::segment::{QueryJob, SearchJob, Segment};
 
@@ -103,8 +103,9 @@ fn empty_search(nq: usize, topk: usize, schema: &Schema) -> SearchResultData {
 type RemoteWork = Vec<(NodeId, Vec<SegmentId>)>;
 
 /// The segments of a read: those this node holds (growing, and its own sealed ones) and,
-/// per other worker, the sealed segments to ask it for.
-fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, RemoteWork)> {
+/// per other worker, the sealed segments to ask it for; and the pin that keeps the
+/// remote copies in place until the read is done (held by the caller to the end).
+fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, RemoteWork, ReadPin)> {
     let mut local = snap.growing;
     let mut remote = Vec::new();
     for (n, segs) in snap.sealed {
@@ -114,7 +115,7 @@ fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, Remot
             remote.push((n, segs));
         }
     }
-    Ok((local, remote))
+    Ok((local, remote, snap.pin))
 }
 
 pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
@@ -125,7 +126,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
     let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
     let job = Arc::new(search_job(&schema, &req, mvcc)?);
-    let (local, remote) = split(&node, d.snapshot(&req.partition_ids))?;
+    let (local, remote, _pin) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();
         r.from_delegator = true;
@@ -232,7 +233,7 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
     let mvcc = if req.mvcc_ts > 0 { req.mvcc_ts.min(serviceable) } else { serviceable };
     let schema = d.schema.clone();
     let job = Arc::new(query_job(&schema, &req, mvcc)?);
-    let (local, remote) = split(&node, d.snapshot(&req.partition_ids))?;
+    let (local, remote, _pin) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();
         r.from_delegator = true;

@@ -358,7 +358,7 @@ impl Segment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use fv_proto::common::KeyValuePair;
     use fv_proto::schema::{CollectionSchema, DataType, FieldSchema};

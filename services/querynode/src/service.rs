@@ -70,6 +70,7 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<NodeState>> {
                     serviceable_ts: d.serviceable_ts(),
                     growing_segment_ids: d.growing_ids(),
                     sealed_segment_ids: d.sealed_ids(),
+                    sealed_segment_nodes: d.sealed_nodes().into_iter().collect(),
                 })
                 .collect();
             let segments = n

@@ -51,6 +51,7 @@ has_status!(
     dn::WatchedChannelsResponse,
     qc::GetLoadStateResponse,
     qc::GetShardLeadersResponse,
+    qc::GetDistributionResponse,
     qn::SearchResponse,
     qn::QueryResponse,
     qn::GetDataDistributionResponse,
@@ -124,6 +125,7 @@ pub mod querycoord {
         ReleasePartitions => qc::ReleasePartitionsRequest => c::StatusResponse;
         GetLoadState => qc::GetLoadStateRequest => qc::GetLoadStateResponse;
         GetShardLeaders => qc::GetShardLeadersRequest => qc::GetShardLeadersResponse;
+        GetDistribution => qc::GetDistributionRequest => qc::GetDistributionResponse;
     );
 }
 

@@ -128,10 +128,17 @@ pub fn merge_search(
         out_topks.push(n as i64);
     }
     let mut fields_data = Vec::new();
-    if let Some(first) = sources.first() {
-        for (ci, col) in first.columns.iter().enumerate() {
-            let per_source: Vec<Column> =
-                sources.iter().map(|s| s.columns.get(ci).cloned().unwrap_or_else(|| col.take(&[]))).collect();
+    // The output columns come from any part that has them: a part without hits (a
+    // delegator holding none of the searched segments itself) carries no columns, and
+    // must not decide the layout for the parts that have hits.
+    if let Some(layout) = sources.iter().find(|s| !s.columns.is_empty()) {
+        for col in &layout.columns {
+            let per_source: Vec<Column> = sources
+                .iter()
+                .map(|s| {
+                    s.columns.iter().find(|c| c.field_id == col.field_id).cloned().unwrap_or_else(|| col.take(&[]))
+                })
+                .collect();
             fields_data.push(gather(&per_source, &picks)?);
         }
     }
@@ -201,6 +208,11 @@ pub fn field_rows(fd: &FieldData) -> usize {
 pub fn merge_query(parts: &[Rows], pk_field: i64, offset: usize, limit: Option<usize>) -> Result<Rows> {
     let mut keys: Vec<(PrimaryKey, usize, usize)> = Vec::new();
     for (si, p) in parts.iter().enumerate() {
+        // No columns at all is an empty part (a delegator that holds none of the
+        // queried segments itself); columns without the key are a malformed one.
+        if p.columns.is_empty() {
+            continue;
+        }
         let pk = p
             .columns
             .iter()
@@ -298,6 +310,21 @@ mod tests {
     }
 
     #[test]
+    fn output_fields_survive_a_part_without_hits_or_columns() {
+        let s = schema();
+        // What a delegator that holds none of the segments contributes itself.
+        let empty = SearchResultData { num_queries: 1, topks: vec![0], ..Default::default() };
+        let remote = part(vec![7, 8], vec![1.0, 2.0], vec![2], vec![70, 80]);
+        for parts in [[empty.clone(), remote.clone()], [remote, empty]] {
+            let m = merge_search(&parts, &s, 1, 0, 2, false).expect("merge");
+            assert_eq!(PkColumn::from_ids(m.ids.as_ref().expect("ids")), PkColumn::Int(vec![7, 8]));
+            assert_eq!(m.fields_data.len(), 1, "the output column is kept");
+            let tags = Column::from_field_data(&m.fields_data[0], s.field_by_id(102).expect("field"), 2).expect("col");
+            assert_eq!(tags.data, ColumnData::Int32(vec![70, 80]));
+        }
+    }
+
+    #[test]
     fn l2_prefers_smaller_scores() {
         let s = schema();
         let a = part(vec![1, 2], vec![3.0, 1.0], vec![2], vec![0, 0]);
@@ -324,7 +351,13 @@ mod tests {
         let m = merge_query(&[a.clone(), b.clone()], 100, 0, None).expect("merge");
         assert_eq!(m.columns[0].data, ColumnData::Int64(vec![1, 3, 5, 9]));
         assert_eq!(m.columns[1].data, ColumnData::Int32(vec![10, 30, 50, 90]));
-        let m = merge_query(&[a, b], 100, 1, Some(2)).expect("merge");
+        let m = merge_query(&[a.clone(), b], 100, 1, Some(2)).expect("merge");
         assert_eq!(m.columns[0].data, ColumnData::Int64(vec![3, 5]));
+        // A part without columns adds nothing; one without its key column is refused.
+        let m = merge_query(&[Rows { columns: vec![] }, a.clone()], 100, 0, None).expect("merge with empty part");
+        assert_eq!(m.columns[0].data, ColumnData::Int64(vec![1, 5, 9]));
+        assert_eq!(m.columns[1].data, ColumnData::Int32(vec![10, 50, 90]));
+        let keyless = Rows { columns: vec![Column::new(102, ColumnData::Int32(vec![1]))] };
+        assert!(merge_query(&[a, keyless], 100, 0, None).is_err());
     }
 }
