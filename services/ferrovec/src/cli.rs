@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use crate::Standalone;
-use crate::roles::parse_roles;
+use crate::roles::{START_ORDER, parse_roles};
 use clap::{Parser, Subcommand};
 use fv_config::Config;
+use fv_runtime::rpc::Role;
+use fv_runtime::telemetry;
 
 #[derive(Parser, Debug)]
 #[command(name = "ferrovec", version, about = "A cloud-native vector database that speaks the Milvus protocol")]
@@ -65,7 +67,6 @@ pub fn main() -> std::process::ExitCode {
     if let Some(l) = args.log_level {
         config.log.level = l;
     }
-    fv_runtime::telemetry::init(&config.log.level, config.log.format == "json");
     let roles = match parse_roles(&args.role) {
         Ok(r) => r,
         Err(e) => {
@@ -73,6 +74,7 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let who = identity(&roles, &config);
     let system = actix_rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -81,20 +83,48 @@ pub fn main() -> std::process::ExitCode {
             .expect("the tokio runtime starts")
     });
     let code = system.block_on(async move {
-        let running = match Standalone::start_roles(config, &roles, true).await {
-            Ok(r) => r,
+        // Inside the runtime: the OTLP exporter's gRPC channel is spawned on it.
+        let telemetry = match telemetry::init(&config.log, &config.telemetry, &who) {
+            Ok(t) => t,
             Err(e) => {
-                tracing::error!(error = %e, "ferrovec failed to start");
-                return 1;
+                eprintln!("ferrovec: {e}");
+                return 2;
             }
         };
-        tracing::info!(grpc = ?running.grpc_addr, health = ?running.http_addr, "ferrovec is ready");
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        running.stop().await;
-        0
+        let code = match Standalone::start_roles(config, &roles, true).await {
+            Ok(running) => {
+                tracing::info!(grpc = ?running.grpc_addr, health = ?running.http_addr, "ferrovec is ready");
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                running.stop().await;
+                0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ferrovec failed to start");
+                1
+            }
+        };
+        // Last, so the spans of the shutdown (and of a failed start) are exported too.
+        telemetry.shutdown().await;
+        code
     });
     std::process::ExitCode::from(code)
+}
+
+/// How traces name this process: `ferrovec-standalone` for every role, otherwise
+/// `ferrovec-` and the roles joined by `+` (`ferrovec-querynode`,
+/// `ferrovec-rootcoord+datacoord`); the instance is the configured node id, or the pid
+/// when node ids are allocated at start (after tracing is set up).
+fn identity(roles: &[Role], config: &Config) -> telemetry::Identity {
+    let service_name = if roles.len() == START_ORDER.len() {
+        "ferrovec-standalone".to_string()
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        format!("ferrovec-{}", names.join("+"))
+    };
+    let instance_id =
+        if config.node_id > 0 { format!("node-{}", config.node_id) } else { format!("pid-{}", std::process::id()) };
+    telemetry::Identity { service_name, instance_id }
 }
 
 async fn wait_for_signal() {

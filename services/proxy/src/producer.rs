@@ -26,6 +26,7 @@ use fv_runtime::{RpcClient, Target};
 use fv_storage::Column;
 use parking_lot::Mutex;
 use prost::Message as _;
+use tracing::Instrument;
 
 use crate::{COORD_DEADLINE, QUICK_ATTEMPT};
 
@@ -54,7 +55,16 @@ pub struct Produce {
     pub inserts: Option<InsertBatch>,
 }
 
-impl Message for Produce {
+/// A [`Produce`] with the trace context of the request that asked for it: the actor runs
+/// it outside the request's span, so the context travels in the message and from there
+/// into the headers of the records it appends.
+struct Traced {
+    produce: Produce,
+    /// The request's span when it is part of an exported trace.
+    parent: Option<tracing::Span>,
+}
+
+impl Message for Traced {
     type Result = FvResult<Timestamp>;
 }
 
@@ -81,14 +91,20 @@ impl Handler<Confirm> for ChannelProducer {
     fn handle(&mut self, _: Confirm, _: &mut Context<Self>) {}
 }
 
-impl Handler<Produce> for ChannelProducer {
+impl Handler<Traced> for ChannelProducer {
     type Result = AtomicResponse<Self, FvResult<Timestamp>>;
 
-    fn handle(&mut self, msg: Produce, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Traced, _: &mut Context<Self>) -> Self::Result {
         let (pchannel, rpc, broker, max_bytes) =
             (self.pchannel.clone(), self.rpc.clone(), self.broker.clone(), self.max_bytes);
+        let span = match &msg.parent {
+            Some(parent) => tracing::info_span!(parent: parent, "produce", pchannel = %pchannel),
+            None => tracing::Span::none(),
+        };
         AtomicResponse::new(Box::pin(
-            async move { produce(pchannel, rpc, broker, max_bytes, msg).await }.into_actor(self),
+            async move { produce(pchannel, rpc, broker, max_bytes, msg.produce).await }
+                .instrument(span)
+                .into_actor(self),
         ))
     }
 }
@@ -129,14 +145,28 @@ async fn produce(
     };
     let subject = vchannel_subject(&msg.vchannel);
     let vchannel = msg.vchannel.clone();
+    let inserted = msg.inserts.as_ref().map_or(0, |b| b.num_rows as u64);
+    let deleted = msg.deletes.as_ref().map_or(0, |d| d.keys.len() as u64);
     // Encoding is CPU work: keep it off the actor thread.
-    let messages = tokio::task::spawn_blocking(move || encode(&vchannel, &subject, ts, msg, &assignments, max_bytes))
-        .await
-        .map_err(|e| FvError::internal(format!("encoding task failed: {e}")))??;
+    let mut messages =
+        tokio::task::spawn_blocking(move || encode(&vchannel, &subject, ts, msg, &assignments, max_bytes))
+            .await
+            .map_err(|e| FvError::internal(format!("encoding task failed: {e}")))??;
+    // The request's trace context rides on each record, so a consumer can link what it
+    // applies to the write that produced it.
+    let trace = fv_runtime::telemetry::current_headers();
+    if !trace.is_empty() {
+        for m in &mut messages {
+            m.headers.extend(trace.iter().cloned());
+        }
+    }
     broker
         .produce(&pchannel, messages)
         .await
         .map_err(|e| FvError::unavailable(format!("log broker: {e}")).retriable(e.is_retriable()))?;
+    let m = fv_runtime::metrics::metrics();
+    m.rows_inserted.inc_by(inserted);
+    m.rows_deleted.inc_by(deleted);
     Ok(ts)
 }
 
@@ -249,7 +279,9 @@ impl Producers {
     }
 
     pub async fn produce(&self, pchannel: &str, req: Produce) -> FvResult<Timestamp> {
-        self.get(pchannel).send(req).await.map_err(mailbox_error)?
+        let parent = fv_runtime::telemetry::in_trace().then(tracing::Span::current);
+        let msg = Traced { produce: req, parent };
+        self.get(pchannel).send(msg).await.map_err(mailbox_error)?
     }
 
     /// Waits until every producer has finished the DML it started before this call.

@@ -263,6 +263,24 @@ impl Default for IndexNodeConfig {
     }
 }
 
+/// Traces exported over OTLP/gRPC (Jaeger, Tempo, an OpenTelemetry collector).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint (`http://127.0.0.1:4317`); empty turns span export off, and
+    /// then no OpenTelemetry layer is installed at all.
+    pub otlp_endpoint: String,
+    /// Fraction of traces started here that are exported (0.0..=1.0); a request that
+    /// arrives with a sampled parent follows its parent's decision.
+    pub sampling_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: String::new(), sampling_ratio: 1.0 }
+    }
+}
+
 /// Health and metrics HTTP endpoint of each process.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -285,6 +303,7 @@ pub struct Config {
     /// Id of this process' nodes (0: allocate one at start).
     pub node_id: i64,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub broker: BrokerConfig,
     pub meta: MetaConfig,
     pub storage: StorageConfig,
@@ -304,6 +323,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             node_id: 0,
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             broker: BrokerConfig::default(),
             meta: MetaConfig::default(),
             storage: StorageConfig::default(),
@@ -377,6 +397,13 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be \"text\" or \"json\"");
         }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return bad("telemetry.sampling_ratio", "must be in 0.0..=1.0");
+        }
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty() && !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+            return bad("telemetry.otlp_endpoint", "must be empty or an http:// or https:// URL");
+        }
         if self.meta.session_ttl_ms < 500 {
             return bad("meta.session_ttl_ms", "must be at least 500");
         }
@@ -439,6 +466,24 @@ mod tests {
         assert!(e.to_string().contains("prot"), "{e}");
         let e = Config::from_toml_and_env("[rootcoord]\ndml_channels = 0\n", std::iter::empty()).unwrap_err();
         assert!(e.to_string().contains("dml_channels"), "{e}");
+    }
+
+    #[test]
+    fn telemetry_endpoint_from_the_environment() {
+        let c = Config::from_toml_and_env("", std::iter::empty()).expect("defaults");
+        assert!(c.telemetry.otlp_endpoint.is_empty(), "export is off by default");
+        let env = vec![
+            ("FERROVEC__TELEMETRY__OTLP_ENDPOINT".to_string(), "http://jaeger:4317".to_string()),
+            ("FERROVEC__TELEMETRY__SAMPLING_RATIO".to_string(), "0.25".to_string()),
+        ];
+        let c = Config::from_toml_and_env("", env.into_iter()).expect("valid");
+        assert_eq!(c.telemetry.otlp_endpoint, "http://jaeger:4317");
+        assert_eq!(c.telemetry.sampling_ratio, 0.25);
+        let e = Config::from_toml_and_env("[telemetry]\nsampling_ratio = 1.5\n", std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("sampling_ratio"), "{e}");
+        let e = Config::from_toml_and_env("[telemetry]\notlp_endpoint = \"jaeger:4317\"\n", std::iter::empty())
+            .unwrap_err();
+        assert!(e.to_string().contains("otlp_endpoint"), "{e}");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! - [`rpcs`]: the catalogue of every request a role serves.
 //! - [`session`]: node ids and live sessions (lease-backed keys in the meta store).
 //! - [`context`]: what a role is started with.
-//! - [`shutdown`], [`retry`], [`telemetry`].
+//! - [`telemetry`]: logs, and span export over OTLP with trace context carried in the
+//!   broker's request headers; [`metrics`]: the process' Prometheus metrics.
+//! - [`shutdown`], [`retry`].
 
 pub mod actor;
 pub mod context;
+pub mod metrics;
 pub mod retry;
 pub mod rpc;
 pub mod rpcs;

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -18,7 +18,9 @@ use fv_proto::common::Status;
 use prost::Message;
 use tracing::Instrument;
 
+use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 
 /// The roles of a Ferrovec deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,13 +163,32 @@ impl RpcClient {
     pub async fn call_unchecked<R: Rpc>(&self, target: Target, req: &R::Req, timeout: Duration) -> FvResult<R::Resp> {
         let subject = subject::<R>(target);
         let payload = Bytes::from(req.encode_to_vec());
-        let reply = self
-            .broker
-            .request(&subject, payload, Vec::new(), timeout)
-            .await
-            .map_err(|e| transport_error(R::ROLE, R::METHOD, e))?;
-        R::Resp::decode(reply)
-            .map_err(|e| FvError::internal(format!("undecodable reply from {}.{}: {e}", R::ROLE, R::METHOD)))
+        // A client span only inside an exported trace: it is what the server's span hangs
+        // under, and shows the time spent in the broker. Elsewhere (no export, or a
+        // background loop's call) it would be overhead, or a trace of its own per call.
+        let span = if telemetry::in_trace() {
+            tracing::info_span!(
+                "rpc.call",
+                otel.name = %format_args!("{}.{}", R::ROLE.name(), R::METHOD),
+                otel.kind = "client",
+                subject = %subject,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        async move {
+            let mut headers = Vec::new();
+            telemetry::inject(&mut headers);
+            let reply = self
+                .broker
+                .request(&subject, payload, headers, timeout)
+                .await
+                .map_err(|e| transport_error(R::ROLE, R::METHOD, e))?;
+            R::Resp::decode(reply)
+                .map_err(|e| FvError::internal(format!("undecodable reply from {}.{}: {e}", R::ROLE, R::METHOD)))
+        }
+        .instrument(span)
+        .await
     }
 
     /// Calls, retrying retriable failures (e.g. the role is still starting) until
@@ -227,9 +248,26 @@ impl RpcServer {
                     r = stream.next() => match r { Some(r) => r, None => break },
                 };
                 let handler = handler.clone();
-                let span = tracing::info_span!("rpc", role = R::ROLE.name(), method = R::METHOD);
+                let span = if !telemetry::exporting() {
+                    tracing::info_span!("rpc", role = R::ROLE.name(), method = R::METHOD)
+                } else if !telemetry::has_trace_context(&req.headers) {
+                    tracing::info_span!(target: telemetry::UNTRACED, "rpc", role = R::ROLE.name(), method = R::METHOD)
+                } else {
+                    let span = tracing::info_span!(
+                        "rpc",
+                        otel.name = %format_args!("{}.{}", R::ROLE.name(), R::METHOD),
+                        otel.kind = "server",
+                        role = R::ROLE.name(),
+                        method = R::METHOD,
+                    );
+                    // The caller's span (from the request headers) becomes this one's
+                    // parent, so a search is one trace across the proxy and query nodes.
+                    telemetry::set_remote_parent(&span, &req.headers);
+                    span
+                };
                 tokio::spawn(
                     async move {
+                        let started = Instant::now();
                         let resp = match R::Req::decode(req.payload.clone()) {
                             Ok(msg) => match handler(msg).await {
                                 Ok(r) => r,
@@ -249,6 +287,8 @@ impl RpcServer {
                                 r
                             }
                         };
+                        let ok = resp.status().and_then(FvError::from_status).is_none();
+                        metrics().rpc_done(R::ROLE.name(), R::METHOD, ok, started.elapsed());
                         if let Err(e) = req.respond(Bytes::from(resp.encode_to_vec()), Vec::new()).await {
                             tracing::debug!(error = %e, "reply not delivered");
                         }

@@ -6,4 +6,5 @@ mod full_path;
 mod indexes;
 mod recovery;
 mod smoke;
+mod traces;
 mod varchar_partitions;
