@@ -223,6 +223,8 @@ fn roles_reach_the_servers_compose_starts() {
         assert!(c.storage.path_style, "MinIO wants path-style requests");
         assert_eq!(Some(&c.storage.access_key), minio_env.get("MINIO_ROOT_USER"), "{role}");
         assert_eq!(Some(&c.storage.secret_key), minio_env.get("MINIO_ROOT_PASSWORD"), "{role}");
+        // Spans go to Jaeger's OTLP/gRPC receiver.
+        assert_eq!(host_port(&c.telemetry.otlp_endpoint), ("jaeger".to_owned(), 4317), "{role}");
     }
     assert!(image_version(service(&doc, "jaeger"))[0] >= 2, "Jaeger 2 takes OTLP on 4317 without extra settings");
 }
@@ -475,6 +477,8 @@ fn role_services_start_healthy_from_their_compose_command_lines() {
                 .env("FERROVEC__META__ROOT", format!("compose-test-{run}"))
                 .env("FERROVEC__STORAGE__ENDPOINT", &s3)
                 .env("FERROVEC__STORAGE__ROOT_PREFIX", format!("compose-test-{run}"))
+                // No collector listens here: exporting must not hold anything up.
+                .env("FERROVEC__TELEMETRY__OTLP_ENDPOINT", format!("http://127.0.0.1:{}", free_port()))
                 .env("FERROVEC__PROXY__HOST", "127.0.0.1")
                 .env("FERROVEC__HTTP__HOST", "127.0.0.1")
                 .stdout(log.try_clone().expect("log"))
