@@ -64,8 +64,9 @@ pub struct BrokerConfig {
     pub max_message_bytes: usize,
     /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`).
     pub nats_url: String,
-    /// Prepended to the JetStream stream names (one stream per pchannel, `FV_DML_0`, ...),
-    /// for several clusters on one NATS server; empty by default.
+    /// Prepended to the JetStream stream names (one stream per pchannel, `FV_DML_0`, ...);
+    /// empty by default. It renames streams, not subjects: clusters sharing one NATS
+    /// server need a NATS account each (docs/nats.md).
     pub nats_stream_prefix: String,
 }
 
