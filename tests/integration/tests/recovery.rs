@@ -3,26 +3,21 @@
 //! acknowledged insert is present and every acknowledged delete is gone.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fv_integration_tests::client::kv;
+use crate::common::{connect, free_port, index_and_load, ok, wait_loaded};
 use fv_integration_tests::data;
 use fv_proto::api::milvus_service_client::MilvusServiceClient;
 use fv_proto::api::*;
-use fv_proto::common::{ConsistencyLevel, LoadState};
+use fv_proto::common::ConsistencyLevel;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
 const NAME: &str = "crashy";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 fn spawn(dir: &Path, port: u16, http: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_ferrovec-test-server"))
@@ -42,39 +37,6 @@ fn spawn(dir: &Path, port: u16, http: u16) -> Server {
         .spawn()
         .expect("the server starts");
     Server(child)
-}
-
-async fn connect(port: u16) -> MilvusServiceClient<Channel> {
-    let start = Instant::now();
-    loop {
-        if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect().await {
-            let mut c = MilvusServiceClient::new(ch);
-            if c.connect(ConnectRequest::default()).await.is_ok() {
-                return c;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "server did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn ok(st: Option<&fv_proto::common::Status>) -> bool {
-    st.is_some_and(|s| s.code == 0 && s.error_code == 0)
-}
-
-async fn wait_loaded(c: &mut MilvusServiceClient<Channel>) {
-    for _ in 0..600 {
-        let r = c
-            .get_load_state(GetLoadStateRequest { collection_name: NAME.into(), ..Default::default() })
-            .await
-            .expect("rpc")
-            .into_inner();
-        if r.state == LoadState::Loaded as i32 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("collection not loaded after restart");
 }
 
 async fn all_ids(c: &mut MilvusServiceClient<Channel>) -> BTreeSet<i64> {
@@ -113,7 +75,7 @@ impl Drop for Server {
 
 /// Inserts batches and deletes some acknowledged keys until the server dies.
 async fn write_until_error(port: u16, first_id: i64, acked: Arc<Mutex<Acked>>, seed: u64) {
-    let mut c = connect(port).await;
+    let mut c = connect(port, Duration::from_secs(60)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut next = first_id;
     loop {
@@ -167,7 +129,7 @@ fn acknowledged_writes_survive_kill_9() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let mut child = spawn(dir.path(), port, http);
-        let mut c = connect(port).await;
+        let mut c = connect(port, Duration::from_secs(60)).await;
         let st = c
             .create_collection(CreateCollectionRequest {
                 collection_name: NAME.into(),
@@ -179,24 +141,7 @@ fn acknowledged_writes_survive_kill_9() {
             .expect("rpc")
             .into_inner();
         assert!(ok(Some(&st)), "create: {st:?}");
-        let st = c
-            .create_index(CreateIndexRequest {
-                collection_name: NAME.into(),
-                field_name: "vec".into(),
-                extra_params: vec![kv("metric_type", "L2")],
-                ..Default::default()
-            })
-            .await
-            .expect("rpc")
-            .into_inner();
-        assert!(ok(Some(&st)), "index: {st:?}");
-        let st = c
-            .load_collection(LoadCollectionRequest { collection_name: NAME.into(), ..Default::default() })
-            .await
-            .expect("rpc")
-            .into_inner();
-        assert!(ok(Some(&st)), "load: {st:?}");
-        wait_loaded(&mut c).await;
+        index_and_load(&mut c, NAME, "vec").await;
 
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
         for round in 0..3i64 {
@@ -215,8 +160,8 @@ fn acknowledged_writes_survive_kill_9() {
             let _ = tokio::join!(w1, w2);
 
             child = spawn(dir.path(), port, http);
-            c = connect(port).await;
-            wait_loaded(&mut c).await;
+            c = connect(port, Duration::from_secs(60)).await;
+            wait_loaded(&mut c, NAME).await;
             let present = all_ids(&mut c).await;
             let a = acked.lock().expect("lock");
             assert!(!a.inserted.is_empty(), "round {round}: nothing was acknowledged before the kill");

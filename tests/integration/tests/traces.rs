@@ -8,23 +8,21 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::{connect, free_port, index_and_load, ok};
 use fv_integration_tests::client::kv;
 use fv_integration_tests::data;
-use fv_proto::api::milvus_service_client::MilvusServiceClient;
 use fv_proto::api::*;
-use fv_proto::common::{ConsistencyLevel, LoadState, PlaceholderGroup, PlaceholderType, PlaceholderValue};
+use fv_proto::common::{ConsistencyLevel, PlaceholderGroup, PlaceholderType, PlaceholderValue};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
-use tonic::transport::Channel;
 
 const NAME: &str = "traced";
 const PROXY_SERVICE: &str = "ferrovec-rootcoord+datacoord+indexcoord+querycoord+datanode+indexnode+proxy";
@@ -107,10 +105,6 @@ fn backends() -> Option<Backends> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Deletes the run's JetStream streams when dropped (after the servers, panics included):
@@ -216,24 +210,6 @@ impl Run<'_> {
     }
 }
 
-async fn connect(port: u16) -> MilvusServiceClient<Channel> {
-    let start = Instant::now();
-    loop {
-        if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect().await {
-            let mut c = MilvusServiceClient::new(ch);
-            if c.connect(ConnectRequest::default()).await.is_ok() {
-                return c;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "the proxy process did not come up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn ok(st: Option<&fv_proto::common::Status>) -> bool {
-    st.is_some_and(|s| s.code == 0 && s.error_code == 0)
-}
-
 /// GET `path` on 127.0.0.1:`port` with a bare HTTP/1.1 request; returns the body.
 fn http_get(port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP endpoint");
@@ -298,7 +274,7 @@ fn one_search_is_one_trace_across_proxy_and_query_node() {
         let _coords =
             run.spawn("rootcoord,datacoord,indexcoord,querycoord,datanode,indexnode,proxy", dir_a.path(), port, http_a);
         let _querynode = run.spawn("querynode", dir_b.path(), free_port(), http_b);
-        let mut c = connect(port).await;
+        let mut c = connect(port, Duration::from_secs(120)).await;
 
         let st = c
             .create_collection(CreateCollectionRequest {
@@ -323,36 +299,7 @@ fn one_search_is_one_trace_across_proxy_and_query_node() {
             .expect("rpc")
             .into_inner();
         assert!(ok(r.status.as_ref()), "insert: {:?}", r.status);
-        let st = c
-            .create_index(CreateIndexRequest {
-                collection_name: NAME.into(),
-                field_name: "vec".into(),
-                extra_params: vec![kv("metric_type", "L2")],
-                ..Default::default()
-            })
-            .await
-            .expect("rpc")
-            .into_inner();
-        assert!(ok(Some(&st)), "index: {st:?}");
-        let st = c
-            .load_collection(LoadCollectionRequest { collection_name: NAME.into(), ..Default::default() })
-            .await
-            .expect("rpc")
-            .into_inner();
-        assert!(ok(Some(&st)), "load: {st:?}");
-        let start = Instant::now();
-        loop {
-            let r = c
-                .get_load_state(GetLoadStateRequest { collection_name: NAME.into(), ..Default::default() })
-                .await
-                .expect("rpc")
-                .into_inner();
-            if r.state == LoadState::Loaded as i32 {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "not loaded: {r:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        index_and_load(&mut c, NAME, "vec").await;
 
         let group = PlaceholderGroup {
             placeholders: vec![PlaceholderValue {
