@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::distance::{dot_rows, l2_rows};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::flat;
@@ -101,6 +102,29 @@ impl IvfLists {
             .unwrap_or_else(|_| vec![Vec::new(); queries.len() / self.dim])
     }
 
+    /// [`IvfLists::probe`] for one query, equal to it (same kernels, so the same scores
+    /// bit for bit; ties to the lower list). Many queries are best probed with GEMM; one
+    /// is a matrix-vector product whose cost is streaming the centroid matrix (1.5 MB at
+    /// nlist=1024, d=384) through the core, so this walks it once with the blocked
+    /// kernels into a stack buffer and selects as it goes: no allocation but the result,
+    /// no per-row dispatch, no thread hand-off.
+    pub fn probe_one(&self, q: &[f32], nprobe: usize, metric: Metric) -> Vec<Hit> {
+        const BLOCK: usize = 64;
+        let coarse = coarse_metric(metric);
+        let mut top = TopK::new(coarse, nprobe);
+        let mut scores = [0f32; BLOCK];
+        for (b, block) in self.centroids.chunks(BLOCK * self.dim).enumerate() {
+            let out = &mut scores[..block.len() / self.dim];
+            if coarse == Metric::L2 {
+                l2_rows(q, block, out)
+            } else {
+                dot_rows(q, block, out)
+            }
+            top.push_block(out, (b * BLOCK) as u32, None);
+        }
+        top.into_sorted()
+    }
+
     pub fn write(&self, w: &mut Writer) {
         w.f32s(&self.centroids);
         w.u64s(self.offsets.iter().map(|&o| o as u64));
@@ -169,7 +193,12 @@ pub(crate) fn search<S: ListScan>(
     bounds: &Bounds,
 ) -> Vec<Vec<Hit>> {
     let dim = ivf.dim;
-    let probes = ivf.probe(queries, nprobe.clamp(1, ivf.nlist()), metric);
+    let nprobe = nprobe.clamp(1, ivf.nlist());
+    let probes = if queries.len() == dim {
+        vec![ivf.probe_one(queries, nprobe, metric)]
+    } else {
+        ivf.probe(queries, nprobe, metric)
+    };
     let scan = |q: &[f32], probe: &[Hit]| {
         let mut top = TopK::new(metric, k);
         let mut s = scanner.prepare(q);
@@ -226,5 +255,47 @@ pub(crate) fn scan_rows(
         }
         top.push_block(&scores[..n], 0, Some(&ids[..n]));
         start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{clustered, queries_like};
+
+    /// Lists over `nlist` centroids taken from the data itself (no training needed to
+    /// compare two probes of the same centroids).
+    fn lists(dim: usize, nlist: usize, seed: u64) -> IvfLists {
+        let centroids = clustered(nlist, dim, 7, seed);
+        IvfLists { dim, centroids, offsets: vec![0; nlist + 1], ids: Vec::new() }
+    }
+
+    #[test]
+    fn probe_one_equals_probe() {
+        for dim in [1usize, 3, 17, 383] {
+            // nlist not a multiple of the 64-centroid block, nor of the 4-row kernel block.
+            for nlist in [1usize, 5, 64, 131] {
+                let ivf = lists(dim, nlist, dim as u64);
+                let queries = queries_like(6, dim, 7, dim as u64);
+                for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+                    for nprobe in [1, 4, nlist] {
+                        let many = ivf.probe(&queries, nprobe, metric);
+                        for (q, want) in queries.chunks_exact(dim).zip(&many) {
+                            let got = ivf.probe_one(q, nprobe, metric);
+                            assert_eq!(&got, want, "dim {dim} nlist {nlist} {metric:?} nprobe {nprobe}");
+                        }
+                    }
+                }
+            }
+        }
+        // Equal scores go to the lower list, as in the exact search.
+        let ivf = IvfLists {
+            dim: 2,
+            centroids: vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
+            offsets: vec![0; 5],
+            ids: vec![],
+        };
+        let got: Vec<u32> = ivf.probe_one(&[1.0, 0.0], 3, Metric::Ip).iter().map(|h| h.row).collect();
+        assert_eq!(got, vec![0, 2, 3]);
     }
 }
