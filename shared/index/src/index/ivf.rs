@@ -18,6 +18,7 @@ use crate::params::IndexParams;
 use crate::topk::{Hit, TopK};
 
 use super::Bounds;
+use super::half::HalfCentroids;
 
 /// A single query's list scans are split over two tasks from this many floats on.
 const SPLIT_FLOATS: usize = 1 << 18;
@@ -32,6 +33,8 @@ pub(crate) struct IvfLists {
     pub offsets: Vec<usize>,
     /// Row id at each position (ascending within a list).
     pub ids: Vec<u32>,
+    /// f16 copy of IP centroids for one-query probes (derived, not stored in the file).
+    pub half: Option<HalfCentroids>,
 }
 
 /// The coarse metric: L2 for L2, inner product (unit centroids) for IP and COSINE.
@@ -75,7 +78,13 @@ impl IvfLists {
             ids[fill[l as usize]] = row as u32;
             fill[l as usize] += 1;
         }
-        Ok((IvfLists { dim, centroids: km.centroids, offsets, ids }, labels))
+        Ok((IvfLists::new(dim, km.centroids, offsets, ids, metric), labels))
+    }
+
+    /// Assembles the lists, deriving the f16 centroids when the coarse metric is IP.
+    pub fn new(dim: usize, centroids: Vec<f32>, offsets: Vec<usize>, ids: Vec<u32>, metric: Metric) -> IvfLists {
+        let half = if coarse_metric(metric) == Metric::Ip { HalfCentroids::new(&centroids, dim) } else { None };
+        IvfLists { dim, centroids, offsets, ids, half }
     }
 
     pub fn nlist(&self) -> usize {
@@ -91,7 +100,10 @@ impl IvfLists {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.centroids.len() * 4 + self.offsets.len() * 8 + self.ids.len() * 4
+        self.centroids.len() * 4
+            + self.offsets.len() * 8
+            + self.ids.len() * 4
+            + self.half.as_ref().map_or(0, HalfCentroids::memory_bytes)
     }
 
     /// The `nprobe` nearest lists of each query, with the coarse score (L2 distance or
@@ -111,6 +123,9 @@ impl IvfLists {
     pub fn probe_one(&self, q: &[f32], nprobe: usize, metric: Metric) -> Vec<Hit> {
         const BLOCK: usize = 64;
         let coarse = coarse_metric(metric);
+        if let Some(h) = self.half.as_ref().filter(|_| coarse == Metric::Ip) {
+            return h.probe(&self.centroids, q, nprobe);
+        }
         let mut top = TopK::new(coarse, nprobe);
         let mut scores = [0f32; BLOCK];
         for (b, block) in self.centroids.chunks(BLOCK * self.dim).enumerate() {
@@ -133,7 +148,7 @@ impl IvfLists {
 
     /// Reads and checks centroids, offsets (monotone, ending at `rows`) and ids (each row
     /// exactly once).
-    pub fn read(r: &mut Reader<'_>, dim: usize, rows: usize, nlist: usize) -> Result<IvfLists> {
+    pub fn read(r: &mut Reader<'_>, dim: usize, rows: usize, nlist: usize, metric: Metric) -> Result<IvfLists> {
         if nlist == 0 || nlist > crate::params::MAX_NLIST || nlist > rows.max(1) {
             return Err(IndexError::corrupt(format!("nlist {nlist} out of range for {rows} rows")));
         }
@@ -152,7 +167,7 @@ impl IvfLists {
             }
             seen[id] = true;
         }
-        Ok(IvfLists { dim, centroids, offsets, ids })
+        Ok(IvfLists::new(dim, centroids, offsets, ids, metric))
     }
 }
 
@@ -267,7 +282,7 @@ mod tests {
     /// compare two probes of the same centroids).
     fn lists(dim: usize, nlist: usize, seed: u64) -> IvfLists {
         let centroids = clustered(nlist, dim, 7, seed);
-        IvfLists { dim, centroids, offsets: vec![0; nlist + 1], ids: Vec::new() }
+        IvfLists { dim, centroids, offsets: vec![0; nlist + 1], ids: Vec::new(), half: None }
     }
 
     #[test]
@@ -276,6 +291,9 @@ mod tests {
             // nlist not a multiple of the 64-centroid block, nor of the 4-row kernel block.
             for nlist in [1usize, 5, 64, 131] {
                 let ivf = lists(dim, nlist, dim as u64);
+                // The same lists with the f16 IP probe (where the CPU has it).
+                let l = lists(dim, nlist, dim as u64);
+                let with_half = IvfLists::new(dim, l.centroids, l.offsets, l.ids, Metric::Ip);
                 let queries = queries_like(6, dim, 7, dim as u64);
                 for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
                     for nprobe in [1, 4, nlist] {
@@ -283,6 +301,8 @@ mod tests {
                         for (q, want) in queries.chunks_exact(dim).zip(&many) {
                             let got = ivf.probe_one(q, nprobe, metric);
                             assert_eq!(&got, want, "dim {dim} nlist {nlist} {metric:?} nprobe {nprobe}");
+                            let got = with_half.probe_one(q, nprobe, metric);
+                            assert_eq!(&got, want, "f16: dim {dim} nlist {nlist} {metric:?} nprobe {nprobe}");
                         }
                     }
                 }
@@ -294,6 +314,7 @@ mod tests {
             centroids: vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
             offsets: vec![0; 5],
             ids: vec![],
+            half: None,
         };
         let got: Vec<u32> = ivf.probe_one(&[1.0, 0.0], 3, Metric::Ip).iter().map(|h| h.row).collect();
         assert_eq!(got, vec![0, 2, 3]);

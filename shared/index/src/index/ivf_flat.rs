@@ -159,7 +159,7 @@ impl IvfFlatIndex {
     }
 
     pub(crate) fn read(meta: Meta, r: &mut Reader<'_>) -> Result<IvfFlatIndex> {
-        let ivf = IvfLists::read(r, meta.dim, meta.rows, meta.nlist)?;
+        let ivf = IvfLists::read(r, meta.dim, meta.rows, meta.nlist, meta.metric)?;
         let vectors = r.f32s(meta.rows * meta.dim, "vectors")?;
         if meta.m != 0 || meta.nbits != 0 {
             return Err(IndexError::corrupt("IVF_FLAT header carries PQ parameters"));
