@@ -13,10 +13,14 @@
 use std::sync::OnceLock;
 
 type Kernel = unsafe fn(&[f32], &[f32]) -> f32;
+/// One query against consecutive rows: `out[r] = kernel(q, rows[r·d..(r+1)·d])`.
+type RowsKernel = unsafe fn(&[f32], &[f32], &mut [f32]);
 
 struct Kernels {
     dot: Kernel,
     l2: Kernel,
+    dot_rows: RowsKernel,
+    l2_rows: RowsKernel,
     name: &'static str,
 }
 
@@ -26,19 +30,43 @@ fn kernels() -> &'static Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return Kernels { dot: x86::dot_avx512, l2: x86::l2_avx512, name: "avx512f" };
+                return Kernels {
+                    dot: x86::dot_avx512,
+                    l2: x86::l2_avx512,
+                    dot_rows: x86::dot_rows_avx512,
+                    l2_rows: x86::l2_rows_avx512,
+                    name: "avx512f",
+                };
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Kernels { dot: x86::dot_avx2, l2: x86::l2_avx2, name: "avx2+fma" };
+                return Kernels {
+                    dot: x86::dot_avx2,
+                    l2: x86::l2_avx2,
+                    dot_rows: x86::dot_rows_avx2,
+                    l2_rows: x86::l2_rows_avx2,
+                    name: "avx2+fma",
+                };
             }
         }
         #[cfg(target_arch = "aarch64")]
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
-                return Kernels { dot: neon::dot_neon, l2: neon::l2_neon, name: "neon" };
+                return Kernels {
+                    dot: neon::dot_neon,
+                    l2: neon::l2_neon,
+                    dot_rows: neon::dot_rows_neon,
+                    l2_rows: neon::l2_rows_neon,
+                    name: "neon",
+                };
             }
         }
-        Kernels { dot: portable_dot_unsafe, l2: portable_l2_unsafe, name: "portable" }
+        Kernels {
+            dot: portable_dot_unsafe,
+            l2: portable_l2_unsafe,
+            dot_rows: portable_dot_rows,
+            l2_rows: portable_l2_rows,
+            name: "portable",
+        }
     })
 }
 
@@ -62,6 +90,44 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vectors must have the same length");
     // SAFETY: as in `dot`.
     unsafe { (kernels().l2)(a, b) }
+}
+
+/// Inner products of `q` with each row of `rows` (`out.len()` rows of `q.len()` floats,
+/// contiguous): `out[r] = dot(q, row r)`, bit for bit, so a blocked scan and a per-row
+/// rescoring agree exactly. The x86 kernels score several rows per pass over `q`, so each
+/// query chunk is loaded once per block of rows and the rows' FMA chains overlap; this is
+/// what probing a centroid matrix and scanning an inverted list need.
+///
+/// # Panics
+/// If `rows.len() != out.len() * q.len()` or `q` is empty while rows are asked for.
+#[inline]
+pub fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    check_rows(q, rows, out);
+    // SAFETY: the kernel's CPU features were detected at run time; the shapes were checked.
+    unsafe { (kernels().dot_rows)(q, rows, out) }
+}
+
+/// Squared L2 distances of `q` to each row of `rows`: `out[r] = l2_sq(q, row r)` bit for
+/// bit (see [`dot_rows`]).
+///
+/// # Panics
+/// As [`dot_rows`].
+#[inline]
+pub fn l2_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    check_rows(q, rows, out);
+    // SAFETY: as in `dot_rows`.
+    unsafe { (kernels().l2_rows)(q, rows, out) }
+}
+
+#[inline]
+fn check_rows(q: &[f32], rows: &[f32], out: &[f32]) {
+    assert!(
+        rows.len() == out.len() * q.len() && (!q.is_empty() || out.is_empty()),
+        "{} floats are not {} rows of {}",
+        rows.len(),
+        out.len(),
+        q.len()
+    );
 }
 
 /// Euclidean norm.
@@ -115,6 +181,19 @@ pub fn portable_l2(a: &[f32], b: &[f32]) -> f32 {
         tail += d * d;
     }
     (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+}
+
+/// Row by row with the portable kernel (the compiler is free to interleave the rows).
+unsafe fn portable_dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+        *o = portable_dot(q, r);
+    }
+}
+
+unsafe fn portable_l2_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+        *o = portable_l2(q, r);
+    }
 }
 
 unsafe fn portable_dot_unsafe(a: &[f32], b: &[f32]) -> f32 {
@@ -281,6 +360,278 @@ mod x86 {
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
     }
+
+    /// `R` rows against `q` in one pass. Each row is accumulated exactly as [`dot_avx2`]
+    /// accumulates one (same lanes, same order, same reduction and scalar tail), so every
+    /// result equals it bit for bit; sharing the loads of `q` and interleaving the rows'
+    /// FMA chains is the whole gain. R = 2 keeps the 8 accumulators and 4 query vectors
+    /// within the 16 ymm registers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; `q` and every `rows[r]` readable for `n` floats.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dot_block_avx2<const R: usize>(q: *const f32, rows: [*const f32; R], n: usize) -> [f32; R] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        let mut i = 0;
+        // SAFETY (all loads): i + 32 <= n resp. i + 8 <= n resp. i < n.
+        unsafe {
+            while i + 32 <= n {
+                let qv = [
+                    _mm256_loadu_ps(q.add(i)),
+                    _mm256_loadu_ps(q.add(i + 8)),
+                    _mm256_loadu_ps(q.add(i + 16)),
+                    _mm256_loadu_ps(q.add(i + 24)),
+                ];
+                for r in 0..R {
+                    for j in 0..4 {
+                        acc[r][j] = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(rows[r].add(i + 8 * j)), acc[r][j]);
+                    }
+                }
+                i += 32;
+            }
+            while i + 8 <= n {
+                let qv = _mm256_loadu_ps(q.add(i));
+                for r in 0..R {
+                    acc[r][0] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows[r].add(i)), acc[r][0]);
+                }
+                i += 8;
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                let a = &acc[r];
+                out[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+                for t in i..n {
+                    out[r] += *q.add(t) * *rows[r].add(t);
+                }
+            }
+            out
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_rows_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        let (d, n) = (q.len(), out.len());
+        let (pq, pr) = (q.as_ptr(), rows.as_ptr());
+        let mut r = 0;
+        // SAFETY: row r + 1 < n ends within `rows` (checked shape).
+        unsafe {
+            while r + 2 <= n {
+                let p = pr.add(r * d);
+                let s = dot_block_avx2::<2>(pq, [p, p.add(d)], d);
+                out[r..r + 2].copy_from_slice(&s);
+                r += 2;
+            }
+            if r < n {
+                out[r] = dot_block_avx2::<1>(pq, [pr.add(r * d)], d)[0];
+            }
+        }
+    }
+
+    /// Like [`dot_block_avx2`], for [`l2_avx2`] (2 accumulators per row, so 4 rows fit).
+    ///
+    /// # Safety
+    /// As [`dot_block_avx2`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn l2_block_avx2<const R: usize>(q: *const f32, rows: [*const f32; R], n: usize) -> [f32; R] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n resp. i + 8 <= n resp. i < n.
+        unsafe {
+            while i + 16 <= n {
+                let (q0, q1) = (_mm256_loadu_ps(q.add(i)), _mm256_loadu_ps(q.add(i + 8)));
+                for r in 0..R {
+                    let d0 = _mm256_sub_ps(q0, _mm256_loadu_ps(rows[r].add(i)));
+                    let d1 = _mm256_sub_ps(q1, _mm256_loadu_ps(rows[r].add(i + 8)));
+                    acc[r][0] = _mm256_fmadd_ps(d0, d0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(d1, d1, acc[r][1]);
+                }
+                i += 16;
+            }
+            while i + 8 <= n {
+                let q0 = _mm256_loadu_ps(q.add(i));
+                for r in 0..R {
+                    let d = _mm256_sub_ps(q0, _mm256_loadu_ps(rows[r].add(i)));
+                    acc[r][0] = _mm256_fmadd_ps(d, d, acc[r][0]);
+                }
+                i += 8;
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = hsum256(_mm256_add_ps(acc[r][0], acc[r][1]));
+                for t in i..n {
+                    let d = *q.add(t) - *rows[r].add(t);
+                    out[r] += d * d;
+                }
+            }
+            out
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn l2_rows_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        let (d, n) = (q.len(), out.len());
+        let (pq, pr) = (q.as_ptr(), rows.as_ptr());
+        let mut r = 0;
+        // SAFETY: row r + 3 < n ends within `rows` (checked shape).
+        unsafe {
+            while r + 4 <= n {
+                let p = pr.add(r * d);
+                let s = l2_block_avx2::<4>(pq, [p, p.add(d), p.add(2 * d), p.add(3 * d)], d);
+                out[r..r + 4].copy_from_slice(&s);
+                r += 4;
+            }
+            while r < n {
+                out[r] = l2_block_avx2::<1>(pq, [pr.add(r * d)], d)[0];
+                r += 1;
+            }
+        }
+    }
+
+    /// `R` rows against `q` in one pass, each accumulated exactly as [`dot_avx512`] does
+    /// (same lanes, order, masked tail and reduction): equal results bit for bit, with the
+    /// query loaded once per block and 4·R independent FMA chains in flight. R = 4 uses
+    /// 16 accumulators and 4 query vectors of the 32 zmm registers.
+    ///
+    /// # Safety
+    /// AVX-512F present; `q` and every `rows[r]` readable for `n` floats.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dot_block_avx512<const R: usize>(q: *const f32, rows: [*const f32; R], n: usize) -> [f32; R] {
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        let mut i = 0;
+        // SAFETY (all loads): i + 64 <= n resp. i + 16 <= n; the tail is masked to n.
+        unsafe {
+            while i + 64 <= n {
+                let qv = [
+                    _mm512_loadu_ps(q.add(i)),
+                    _mm512_loadu_ps(q.add(i + 16)),
+                    _mm512_loadu_ps(q.add(i + 32)),
+                    _mm512_loadu_ps(q.add(i + 48)),
+                ];
+                for r in 0..R {
+                    for j in 0..4 {
+                        acc[r][j] = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(rows[r].add(i + 16 * j)), acc[r][j]);
+                    }
+                }
+                i += 64;
+            }
+            while i + 16 <= n {
+                let qv = _mm512_loadu_ps(q.add(i));
+                for r in 0..R {
+                    acc[r][0] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows[r].add(i)), acc[r][0]);
+                }
+                i += 16;
+            }
+            if i < n {
+                let mask: __mmask16 = (1u32 << (n - i)) as u16 - 1;
+                let qv = _mm512_maskz_loadu_ps(mask, q.add(i));
+                for r in 0..R {
+                    acc[r][1] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mask, rows[r].add(i)), acc[r][1]);
+                }
+            }
+        }
+        let mut out = [0f32; R];
+        for r in 0..R {
+            let a = &acc[r];
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+        }
+        out
+    }
+
+    /// # Safety
+    /// AVX-512F present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_rows_avx512(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        let (d, n) = (q.len(), out.len());
+        let (pq, pr) = (q.as_ptr(), rows.as_ptr());
+        let mut r = 0;
+        // SAFETY: row r + 3 < n ends within `rows` (checked shape).
+        unsafe {
+            while r + 4 <= n {
+                let p = pr.add(r * d);
+                let s = dot_block_avx512::<4>(pq, [p, p.add(d), p.add(2 * d), p.add(3 * d)], d);
+                out[r..r + 4].copy_from_slice(&s);
+                r += 4;
+            }
+            while r < n {
+                out[r] = dot_block_avx512::<1>(pq, [pr.add(r * d)], d)[0];
+                r += 1;
+            }
+        }
+    }
+
+    /// Like [`dot_block_avx512`], for [`l2_avx512`] (2 accumulators per row).
+    ///
+    /// # Safety
+    /// As [`dot_block_avx512`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn l2_block_avx512<const R: usize>(q: *const f32, rows: [*const f32; R], n: usize) -> [f32; R] {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut i = 0;
+        // SAFETY (all loads): i + 32 <= n resp. i + 16 <= n; the tail is masked to n.
+        unsafe {
+            while i + 32 <= n {
+                let (q0, q1) = (_mm512_loadu_ps(q.add(i)), _mm512_loadu_ps(q.add(i + 16)));
+                for r in 0..R {
+                    let d0 = _mm512_sub_ps(q0, _mm512_loadu_ps(rows[r].add(i)));
+                    let d1 = _mm512_sub_ps(q1, _mm512_loadu_ps(rows[r].add(i + 16)));
+                    acc[r][0] = _mm512_fmadd_ps(d0, d0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(d1, d1, acc[r][1]);
+                }
+                i += 32;
+            }
+            while i + 16 <= n {
+                let q0 = _mm512_loadu_ps(q.add(i));
+                for r in 0..R {
+                    let d = _mm512_sub_ps(q0, _mm512_loadu_ps(rows[r].add(i)));
+                    acc[r][0] = _mm512_fmadd_ps(d, d, acc[r][0]);
+                }
+                i += 16;
+            }
+            if i < n {
+                let mask: __mmask16 = (1u32 << (n - i)) as u16 - 1;
+                let q0 = _mm512_maskz_loadu_ps(mask, q.add(i));
+                for r in 0..R {
+                    let d = _mm512_sub_ps(q0, _mm512_maskz_loadu_ps(mask, rows[r].add(i)));
+                    acc[r][1] = _mm512_fmadd_ps(d, d, acc[r][1]);
+                }
+            }
+        }
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+        }
+        out
+    }
+
+    /// # Safety
+    /// AVX-512F present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn l2_rows_avx512(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        let (d, n) = (q.len(), out.len());
+        let (pq, pr) = (q.as_ptr(), rows.as_ptr());
+        let mut r = 0;
+        // SAFETY: row r + 3 < n ends within `rows` (checked shape).
+        unsafe {
+            while r + 4 <= n {
+                let p = pr.add(r * d);
+                let s = l2_block_avx512::<4>(pq, [p, p.add(d), p.add(2 * d), p.add(3 * d)], d);
+                out[r..r + 4].copy_from_slice(&s);
+                r += 4;
+            }
+            while r < n {
+                out[r] = l2_block_avx512::<1>(pq, [pr.add(r * d)], d)[0];
+                r += 1;
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -355,6 +706,31 @@ mod neon {
         }
         sum
     }
+
+    /// Row by row with [`dot_neon`] (not blocked yet: this could not be measured on an
+    /// aarch64 host), so results equal it bit for bit.
+    ///
+    /// # Safety
+    /// NEON present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_rows_neon(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+            // SAFETY: NEON present, equal lengths.
+            *o = unsafe { dot_neon(q, r) };
+        }
+    }
+
+    /// Row by row with [`l2_neon`], as [`dot_rows_neon`].
+    ///
+    /// # Safety
+    /// NEON present; `rows.len() == out.len() * q.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn l2_rows_neon(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+            // SAFETY: NEON present, equal lengths.
+            *o = unsafe { l2_neon(q, r) };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +761,59 @@ mod tests {
                 assert!(close(l, naive_l2(&a, &b), dim as f64), "{name} l2 dim {dim}: {l} vs {}", naive_l2(&a, &b));
             }
         }
+    }
+
+    /// A rows kernel against its per-row kernel (bit for bit: scans and rescoring must
+    /// agree) and against the f64 reference, on odd dimensions and every row-count
+    /// remainder of the blocking.
+    fn check_rows(name: &str, rows_k: RowsKernel, one_k: Kernel, naive: fn(&[f32], &[f32]) -> f64) {
+        let mut rng = StdRng::seed_from_u64(11);
+        for dim in [1usize, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 383, 384, 385] {
+            for n in [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13] {
+                let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let rows: Vec<f32> = (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let mut out = vec![f32::NAN; n];
+                // SAFETY: only kernels whose features are present are passed in; shapes match.
+                unsafe { rows_k(&q, &rows, &mut out) };
+                for (r, row) in rows.chunks_exact(dim).enumerate() {
+                    // SAFETY: as above.
+                    let one = unsafe { one_k(&q, row) };
+                    assert_eq!(out[r].to_bits(), one.to_bits(), "{name} dim {dim} n {n} row {r}: {} vs {one}", out[r]);
+                    assert!(close(out[r], naive(&q, row), dim as f64), "{name} dim {dim} row {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_kernels_equal_per_row_kernels() {
+        check_rows("portable dot", portable_dot_rows, portable_dot_unsafe, naive_dot);
+        check_rows("portable l2", portable_l2_rows, portable_l2_unsafe, naive_l2);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                check_rows("avx2 dot", x86::dot_rows_avx2, x86::dot_avx2, naive_dot);
+                check_rows("avx2 l2", x86::l2_rows_avx2, x86::l2_avx2, naive_l2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                check_rows("avx512 dot", x86::dot_rows_avx512, x86::dot_avx512, naive_dot);
+                check_rows("avx512 l2", x86::l2_rows_avx512, x86::l2_avx512, naive_l2);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            check_rows("neon dot", neon::dot_rows_neon, neon::dot_neon, naive_dot);
+            check_rows("neon l2", neon::l2_rows_neon, neon::l2_neon, naive_l2);
+        }
+        // The dispatched entry points, and their shape check.
+        let q = [0.5f32, -1.0, 2.0];
+        let rows = [1.0f32, 2.0, 3.0, -1.0, 0.0, 0.25];
+        let mut out = [0f32; 2];
+        dot_rows(&q, &rows, &mut out);
+        assert_eq!(out, [dot(&q, &rows[..3]), dot(&q, &rows[3..])]);
+        l2_rows(&q, &rows, &mut out);
+        assert_eq!(out, [l2_sq(&q, &rows[..3]), l2_sq(&q, &rows[3..])]);
+        assert!(std::panic::catch_unwind(|| dot_rows(&q, &rows[..5], &mut [0f32; 2])).is_err());
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl IvfPqIndex {
             return Err(IndexError::corrupt(format!("IVF_PQ m={m} nbits={nbits} invalid for dim {dim}")));
         }
         let (dsub, ksub) = (dim / m, 1usize << nbits);
-        let ivf = IvfLists::read(r, dim, meta.rows, meta.nlist)?;
+        let ivf = IvfLists::read(r, dim, meta.rows, meta.nlist, meta.metric)?;
         let codebooks = r.f32s(m * ksub * dsub, "pq codebooks")?;
         let cb = code_bytes(nbits);
         let codes = r.bytes(meta.rows * m * cb, "pq codes")?;

@@ -94,7 +94,7 @@ impl IvfSq8Index {
     }
 
     pub(crate) fn read(meta: Meta, r: &mut Reader<'_>) -> Result<IvfSq8Index> {
-        let ivf = IvfLists::read(r, meta.dim, meta.rows, meta.nlist)?;
+        let ivf = IvfLists::read(r, meta.dim, meta.rows, meta.nlist, meta.metric)?;
         let vmin = r.f32s(meta.dim, "sq8 minimum")?;
         let step = r.f32s(meta.dim, "sq8 step")?;
         let codes = r.bytes(meta.rows * meta.dim, "sq8 codes")?;

@@ -21,6 +21,7 @@
 //!   builds slower (14.7 s against 4.4 s) and holds ~2.1 KB per 384-d row against 1.6.
 
 mod flat;
+mod half;
 mod hnsw;
 mod ivf;
 mod ivf_flat;
