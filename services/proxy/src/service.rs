@@ -204,6 +204,24 @@ macro_rules! with_status {
     }};
 }
 
+/// Why the deployment cannot serve every request, as Milvus' CheckHealth reports it: a
+/// role with no live session (a coordinator, or every data, query or index node gone)
+/// means writes, reads or index builds stall; empty when all is well.
+async fn unhealthy_reasons(ctx: &RoleContext) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for role in Role::ALL.into_iter().filter(|r| *r != Role::Proxy) {
+        match session::list(&ctx.meta, role).await {
+            Ok(live) if live.is_empty() => reasons.push(format!("no live {role}")),
+            Ok(_) => {}
+            Err(e) => {
+                reasons.push(format!("meta store unreachable: {e}"));
+                break;
+            }
+        }
+    }
+    reasons
+}
+
 fn unimplemented(what: &str) -> Status {
     FvError::unimplemented(what).to_status()
 }
@@ -632,9 +650,11 @@ impl MilvusService for MilvusApi {
     }
 
     async fn check_health(&self, _req: Request<CheckHealthRequest>) -> Reply<CheckHealthResponse> {
+        let reasons = unhealthy_reasons(&self.proxy.ctx).await;
         Ok(Response::new(CheckHealthResponse {
             status: Some(Default::default()),
-            is_healthy: true,
+            is_healthy: reasons.is_empty(),
+            reasons,
             ..Default::default()
         }))
     }

@@ -87,3 +87,31 @@ fn idle_segments_are_sealed_and_flushed() {
         s.stop().await;
     });
 }
+
+/// CheckHealth says healthy when every role runs, and names the roles that have no live
+/// process when some are missing (here: no data, query or index node).
+#[test]
+fn check_health_names_missing_roles() {
+    use fv_proto::api::CheckHealthRequest;
+    use fv_proto::api::milvus_service_server::MilvusService;
+    use fv_runtime::rpc::Role;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (s, c) = common::start(common::config(dir.path())).await;
+        let r = c.api.check_health(tonic::Request::new(CheckHealthRequest {})).await.expect("rpc").into_inner();
+        assert!(r.is_healthy, "every role runs: {:?}", r.reasons);
+        assert!(r.reasons.is_empty());
+        s.stop().await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let roles = [Role::RootCoord, Role::DataCoord, Role::IndexCoord, Role::QueryCoord, Role::Proxy];
+        let s = ferrovec::Standalone::start_roles(common::config(dir.path()), &roles, false).await.expect("starts");
+        let api = s.api().expect("a proxy");
+        let r = api.check_health(tonic::Request::new(CheckHealthRequest {})).await.expect("rpc").into_inner();
+        assert!(!r.is_healthy);
+        assert_eq!(r.reasons, vec!["no live datanode", "no live querynode", "no live indexnode"]);
+        s.stop().await;
+    });
+}
