@@ -176,7 +176,7 @@ where
     loop {
         match fan_out(p, coll, &current, &call).await {
             Err(e) if attempt < LEADER_ATTEMPTS && stale_leader(&e) => {
-                tracing::debug!(error = %e, collection = coll.info.id, attempt, "stale shard leader; asking querycoord again");
+                tracing::info!(error = %e, collection = coll.info.id, attempt, "stale shard leader; asking querycoord again");
                 // A leader that is being replaced answers within one reconciliation
                 // round; a short pause keeps a retry from finding the same state.
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
