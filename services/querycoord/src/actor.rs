@@ -467,8 +467,18 @@ impl Core {
                 Action::SwitchLeader { vchannel, from, to } => {
                     let started = std::time::Instant::now();
                     let r = self.switch_leader(cid, vchannel, *from, *to).await;
-                    if r.is_ok() {
+                    // Once `to` serves and is named, it stays the leader even if the
+                    // release of `from` failed (the next round releases it); keeping
+                    // `from` named would make that round release `to` instead.
+                    let renamed = self
+                        .loads
+                        .read()
+                        .get(&cid)
+                        .is_some_and(|l| l.leaders.iter().any(|s| &s.vchannel == vchannel && s.node_id == *to));
+                    if renamed {
                         leaders.insert(vchannel.clone(), *to);
+                    }
+                    if r.is_ok() {
                         let total = self.channel_moves.lock().remove(vchannel).map(|t| t.elapsed().as_millis() as u64);
                         tracing::info!(
                             collection = cid,
