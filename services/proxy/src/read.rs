@@ -575,3 +575,24 @@ pub async fn matching_keys(
     keys.sort();
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_or_not_yet_serving_delegator_makes_a_read_ask_for_leaders_again() {
+        // Released by a channel move or not serving yet: the querynode's answer.
+        let released = FvError::new(Code::ChannelNotAvailable, "shard delegator stopped[channel=c]").retriable(true);
+        assert!(stale_leader(&released));
+        // The node is gone (no responders on the broker).
+        let gone = FvError::new(Code::ServiceUnavailable, "service unavailable: no querynode serves Search");
+        assert!(stale_leader(&gone.retriable(true)));
+        // A timeout already used the read's time; bad input and unloaded collections
+        // would fail the same way again.
+        assert!(!stale_leader(&FvError::timeout("querynode.Search did not answer within 35000 ms")));
+        assert!(!stale_leader(&FvError::invalid_parameter("cannot parse expression")));
+        assert!(!stale_leader(&FvError::new(Code::CollectionNotLoaded, "collection not loaded")));
+        assert!(!stale_leader(&released.retriable(false)));
+    }
+}
