@@ -40,7 +40,9 @@ def test_search_fans_out_and_a_second_proxy_serves_the_same_cluster(cluster):
         assert [h["id"] for h in hits] == exact_top(base, q, 10)
 
     cluster.up(proxies=2)
-    second = MilvusClient("http://127.0.0.1:19531")
+    # cluster.sh puts the second proxy on the port after the first one's.
+    host, port = cluster.uri.rsplit(":", 1)
+    second = MilvusClient(f"{host}:{int(port) + 1}")
     wait_for("the second proxy answers", lambda: second.has_collection(name), 60)
     again = second.search(name, data=queries.tolist(), limit=10, consistency_level="Strong")
     assert [[h["id"] for h in hits] for hits in again] == [[h["id"] for h in hits] for hits in first]

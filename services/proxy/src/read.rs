@@ -139,7 +139,7 @@ fn read_timeout_ms(p: &Proxy) -> i64 {
 
 /// Calls every shard's delegator; drops cached leaders on failure so the next request
 /// asks querycoord again.
-async fn fan_out<R, F, Fut>(p: &Proxy, coll: &Collection, leaders: &Leaders, call: F) -> FvResult<Vec<R>>
+async fn fan_out<R, F, Fut>(p: &Proxy, coll: &Collection, leaders: &Leaders, call: &F) -> FvResult<Vec<R>>
 where
     F: Fn(ShardLeader) -> Fut,
     Fut: std::future::Future<Output = FvResult<R>>,
@@ -149,6 +149,43 @@ where
         p.leaders.invalidate(coll.info.id);
     }
     res
+}
+
+/// Attempts a read makes when a shard leader turns out to be stale.
+const LEADER_ATTEMPTS: usize = 3;
+
+/// Whether a delegator's error means the cached leader is stale rather than the read
+/// failing: its delegator was released (a channel move, a release), is not serving
+/// yet, or its node is gone. Timeouts are not retried; they already took long.
+fn stale_leader(e: &FvError) -> bool {
+    matches!(e.code, Code::ChannelNotAvailable | Code::ServiceUnavailable) && e.retriable
+}
+
+/// [`fan_out`] to the current shard leaders; when a leader proves stale, fetches them
+/// again from querycoord and repeats the whole read (every shard, so the reduce never
+/// mixes attempts), at most [`LEADER_ATTEMPTS`] times. A delegator moves to another
+/// node by being released after its successor serves, so the retry finds the
+/// successor.
+async fn fan_out_to_leaders<R, F, Fut>(p: &Proxy, coll: &Collection, first: Arc<Leaders>, call: F) -> FvResult<Vec<R>>
+where
+    F: Fn(ShardLeader) -> Fut,
+    Fut: std::future::Future<Output = FvResult<R>>,
+{
+    let mut current = first;
+    let mut attempt = 1;
+    loop {
+        match fan_out(p, coll, &current, &call).await {
+            Err(e) if attempt < LEADER_ATTEMPTS && stale_leader(&e) => {
+                tracing::info!(error = %e, collection = coll.info.id, attempt, "stale shard leader; asking querycoord again");
+                // A leader that is being replaced answers within one reconciliation
+                // round; a short pause keeps a retry from finding the same state.
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                attempt += 1;
+                current = leaders(p, coll).await?;
+            }
+            r => return r,
+        }
+    }
 }
 
 struct SearchSpec {
@@ -321,7 +358,7 @@ pub async fn search(p: &Proxy, req: SearchRequest) -> FvResult<SearchResults> {
         timeout_ms: read_timeout_ms(p),
         ..Default::default()
     };
-    let parts = fan_out(p, &coll, &leaders, |leader| {
+    let parts = fan_out_to_leaders(p, &coll, leaders.clone(), |leader| {
         let mut r = base.clone();
         r.vchannel = leader.vchannel.clone();
         async move {
@@ -373,7 +410,7 @@ struct QuerySpec {
 async fn run_query(
     p: &Proxy,
     coll: &Collection,
-    leaders: &Leaders,
+    leaders: &Arc<Leaders>,
     spec: &QuerySpec,
 ) -> FvResult<(Rows, i64, Timestamp)> {
     let schema = &coll.schema;
@@ -390,7 +427,7 @@ async fn run_query(
         timeout_ms: read_timeout_ms(p),
         ..Default::default()
     };
-    let parts = fan_out(p, coll, leaders, |leader| {
+    let parts = fan_out_to_leaders(p, coll, leaders.clone(), |leader| {
         let mut r = base.clone();
         r.vchannel = leader.vchannel.clone();
         async move {
@@ -537,4 +574,25 @@ pub async fn matching_keys(
     let mut keys: Vec<PrimaryKey> = keys.into_iter().collect();
     keys.sort();
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_or_not_yet_serving_delegator_makes_a_read_ask_for_leaders_again() {
+        // Released by a channel move or not serving yet: the querynode's answer.
+        let released = FvError::new(Code::ChannelNotAvailable, "shard delegator stopped[channel=c]").retriable(true);
+        assert!(stale_leader(&released));
+        // The node is gone (no responders on the broker).
+        let gone = FvError::new(Code::ServiceUnavailable, "service unavailable: no querynode serves Search");
+        assert!(stale_leader(&gone.retriable(true)));
+        // A timeout already used the read's time; bad input and unloaded collections
+        // would fail the same way again.
+        assert!(!stale_leader(&FvError::timeout("querynode.Search did not answer within 35000 ms")));
+        assert!(!stale_leader(&FvError::invalid_parameter("cannot parse expression")));
+        assert!(!stale_leader(&FvError::new(Code::CollectionNotLoaded, "collection not loaded")));
+        assert!(!stale_leader(&released.retriable(false)));
+    }
 }

@@ -50,7 +50,15 @@ pub struct Loaded {
 pub struct Core {
     pub ctx: RoleContext,
     pub loads: RwLock<BTreeMap<CollectionId, Loaded>>,
+    /// When each channel move under way started (vchannel -> start), to log how long
+    /// moves take. In memory only: a move resumed after a restart is timed from then.
+    channel_moves: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a leader switch waits for the standby delegator to reach the old leader's
+/// serviceable time; the planner only starts a switch within
+/// [`planner::CATCH_UP_SLACK`] of it, so this is rarely approached.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 impl Core {
     pub async fn recover(ctx: RoleContext) -> FvResult<Core> {
@@ -63,7 +71,7 @@ impl Core {
             info.status = LoadStatus::Loading as i32;
             loads.insert(info.collection_id, Loaded { info, progress: 0, leaders: vec![] });
         }
-        Ok(Core { ctx, loads: RwLock::new(loads) })
+        Ok(Core { ctx, loads: RwLock::new(loads), channel_moves: Default::default() })
     }
 
     async fn persist(&self, info: &LoadInfo) -> FvResult<()> {
@@ -166,6 +174,7 @@ impl Core {
                     }),
                     partition_ids: info.partition_ids.clone(),
                     whole_collection: false,
+                    standby: false,
                 };
                 let _ = self.ctx.rpc.call::<querynode::WatchDmChannel>(Target::Node(v.node_id), &req).await;
             }
@@ -290,15 +299,16 @@ impl Core {
                 index_build: builds.get(&s.id).map(|t| t.build_id).unwrap_or(0),
             })
             .collect();
-        let p = planner::plan(cid, &desc.vchannels, &targets, views);
+        let previous: BTreeMap<String, i64> = self
+            .loads
+            .read()
+            .get(&cid)
+            .map(|l| l.leaders.iter().map(|s| (s.vchannel.clone(), s.node_id)).collect())
+            .unwrap_or_default();
+        let p = planner::plan(cid, &desc.vchannels, &targets, views, &previous);
         let channel_info = |v: &str| rec.channels.iter().find(|c| c.vchannel == v).cloned();
         let mut failed_loads = Vec::new();
-        let mut leaders: BTreeMap<String, i64> = BTreeMap::new();
-        for v in views {
-            for c in v.channels.iter().filter(|c| c.collection_id == cid) {
-                leaders.insert(c.vchannel.clone(), v.node_id);
-            }
-        }
+        let mut leaders = p.leaders.clone();
         for a in &p.actions {
             let rpc = &self.ctx.rpc;
             let result = match a {
@@ -309,6 +319,7 @@ impl Core {
                         channel: Some(ch),
                         partition_ids: partitions.clone(),
                         whole_collection: info.whole_collection,
+                        standby: false,
                     };
                     let r = rpc
                         .call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT)
@@ -347,6 +358,7 @@ impl Core {
                         }],
                         partition_ids: vec![],
                         checkpoint: channel_info(vchannel).and_then(|c| c.seek_position),
+                        serve: false,
                     };
                     rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(*delegator), &req, CALL_TIMEOUT)
                         .await
@@ -395,6 +407,7 @@ impl Core {
                         }],
                         partition_ids: vec![],
                         checkpoint: channel_info(vchannel).and_then(|c| c.seek_position),
+                        serve: false,
                     };
                     let release = ReleaseSegmentsRequest { collection_id: cid, segment_ids: vec![*segment] };
                     let r = async {
@@ -430,6 +443,83 @@ impl Core {
                     }
                     r
                 }
+                Action::MoveChannel { vchannel, from, to } => {
+                    let Some(ch) = channel_info(vchannel) else { continue };
+                    // From the current checkpoint, like a failover delegator; the
+                    // following rounds give it the routing, then switch.
+                    let req = WatchDmChannelRequest {
+                        collection: Some(desc.clone()),
+                        channel: Some(ch),
+                        partition_ids: partitions.clone(),
+                        whole_collection: info.whole_collection,
+                        standby: true,
+                    };
+                    let r = rpc
+                        .call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*to), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ());
+                    if r.is_ok() {
+                        tracing::info!(collection = cid, vchannel, from, to, "moving shard delegator for balance");
+                        self.channel_moves.lock().insert(vchannel.clone(), std::time::Instant::now());
+                    }
+                    r
+                }
+                Action::SwitchLeader { vchannel, from, to } => {
+                    let started = std::time::Instant::now();
+                    let r = self.switch_leader(cid, vchannel, *from, *to).await;
+                    // Once `to` serves and is named, it stays the leader even if the
+                    // release of `from` failed (the next round releases it); keeping
+                    // `from` named would make that round release `to` instead.
+                    let renamed = self
+                        .loads
+                        .read()
+                        .get(&cid)
+                        .is_some_and(|l| l.leaders.iter().any(|s| &s.vchannel == vchannel && s.node_id == *to));
+                    if renamed {
+                        leaders.insert(vchannel.clone(), *to);
+                    }
+                    if r.is_ok() {
+                        let total = self.channel_moves.lock().remove(vchannel).map(|t| t.elapsed().as_millis() as u64);
+                        tracing::info!(
+                            collection = cid,
+                            vchannel,
+                            from,
+                            to,
+                            switch_ms = started.elapsed().as_millis() as u64,
+                            move_ms = total,
+                            "shard delegator moved for balance"
+                        );
+                    }
+                    r
+                }
+                Action::Serve { vchannel, node } => {
+                    let req = SyncDistributionRequest {
+                        collection_id: cid,
+                        vchannel: vchannel.clone(),
+                        serve: true,
+                        ..Default::default()
+                    };
+                    let r = rpc
+                        .call_with_timeout::<querynode::SyncDistribution>(Target::Node(*node), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ());
+                    if r.is_ok() {
+                        tracing::info!(
+                            collection = cid,
+                            vchannel,
+                            node,
+                            "standby delegator serves (its old leader is gone)"
+                        );
+                        self.channel_moves.lock().remove(vchannel);
+                    }
+                    r
+                }
+                Action::Unsub { vchannel, node } => {
+                    let req = UnsubDmChannelRequest { collection_id: cid, vchannel: vchannel.clone() };
+                    rpc.call_with_timeout::<querynode::UnsubDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT)
+                        .await
+                        .map(|_| ())
+                }
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, action = ?a, "distribution action failed; retrying next round");
@@ -456,6 +546,67 @@ impl Core {
             tracing::info!(collection = cid, "collection loaded");
             self.persist(&info).await?;
         }
+        Ok(())
+    }
+
+    /// Hands a shard over from the delegator on `from` to the standby one on `to`, which
+    /// already has the same sealed routing: waits until `to` has consumed as far as
+    /// `from` had when this started (every write `from` could show, `to` shows too),
+    /// makes `to` serve, names it in GetShardLeaders, then releases `from`. Proxies that
+    /// still call `from` get a retriable "channel not available" and ask again.
+    async fn switch_leader(&self, cid: CollectionId, vchannel: &str, from: i64, to: i64) -> FvResult<()> {
+        let rpc = &self.ctx.rpc;
+        let serviceable_on = |node: i64| async move {
+            let v = rpc
+                .call_with_timeout::<querynode::GetDataDistribution>(
+                    Target::Node(node),
+                    &GetDataDistributionRequest {},
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|e| e.context(format!("reading the distribution of node {node}")))?;
+            v.channels
+                .iter()
+                .find(|c| c.collection_id == cid && c.vchannel == vchannel)
+                .map(|c| c.serviceable_ts)
+                .ok_or_else(|| FvError::unavailable(format!("node {node} has no delegator of {vchannel}")))
+        };
+        let goal = serviceable_on(from).await?;
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            let now = serviceable_on(to).await?;
+            if now >= goal {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(FvError::timeout(format!(
+                    "delegator of {vchannel} on node {to} did not catch up with node {from} within {} ms (at {now}, leader at {goal})",
+                    CATCH_UP_WAIT.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let serve = SyncDistributionRequest {
+            collection_id: cid,
+            vchannel: vchannel.to_string(),
+            serve: true,
+            ..Default::default()
+        };
+        rpc.call_with_timeout::<querynode::SyncDistribution>(Target::Node(to), &serve, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.context(format!("making the delegator of {vchannel} on node {to} serve")))?;
+        // Named before the old one goes, so a proxy that finds it gone learns the new
+        // leader on its next GetShardLeaders.
+        if let Some(l) = self.loads.write().get_mut(&cid) {
+            match l.leaders.iter_mut().find(|s| s.vchannel == vchannel) {
+                Some(s) => s.node_id = to,
+                None => l.leaders.push(ShardLeader { vchannel: vchannel.to_string(), node_id: to }),
+            }
+        }
+        let unsub = UnsubDmChannelRequest { collection_id: cid, vchannel: vchannel.to_string() };
+        rpc.call_with_timeout::<querynode::UnsubDmChannel>(Target::Node(from), &unsub, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.context(format!("releasing the old delegator of {vchannel} on node {from}")))?;
         Ok(())
     }
 
@@ -554,15 +705,25 @@ impl Core {
                 (id, replica)
             })
             .collect();
+        let named: HashMap<String, i64> = self
+            .loads
+            .read()
+            .get(&cid)
+            .map(|l| l.leaders.iter().map(|s| (s.vchannel.clone(), s.node_id)).collect())
+            .unwrap_or_default();
         let shards = desc
             .vchannels
             .iter()
             .map(|vchannel| {
-                let leader = views
-                    .iter()
-                    .find(|v| v.channels.iter().any(|c| c.collection_id == cid && &c.vchannel == vchannel))
-                    .map(|v| v.node_id)
-                    .unwrap_or(0);
+                // The leader GetShardLeaders names (during a channel move a second,
+                // standby delegator exists); else any node reporting a delegator.
+                let leader = named.get(vchannel).copied().filter(|n| *n != 0).unwrap_or_else(|| {
+                    views
+                        .iter()
+                        .find(|v| v.channels.iter().any(|c| c.collection_id == cid && &c.vchannel == vchannel))
+                        .map(|v| v.node_id)
+                        .unwrap_or(0)
+                });
                 let mut node_ids: Vec<i64> = std::iter::once(leader).filter(|n| *n != 0).collect();
                 for s in segments.values().filter(|s| &s.vchannel == vchannel) {
                     for n in &s.node_ids {

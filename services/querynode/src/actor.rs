@@ -52,6 +52,7 @@ impl Core {
             partitions,
             // Flushed segments come back as sealed ones; dropped ones never come back.
             channel.flushed_segment_ids.iter().chain(&channel.dropped_segment_ids).copied().collect(),
+            req.standby,
             stop,
         );
         let seek = channel.seek_position.as_ref().map(|p| p.seq).unwrap_or(0);

@@ -13,10 +13,17 @@
 //! it planned with ([`ReadPin`]); a sync that re-points or removes a sealed segment
 //! starts a new epoch and returns only after the reads of the old one have finished,
 //! so the release that follows never pulls a segment from under a running read.
+//!
+//! Moving the delegator itself to another node (channel balance) starts a second one in
+//! *standby*: it consumes the vchannel from the checkpoint and receives the sealed
+//! routing like any new delegator, but refuses reads until querycoord declares it the
+//! shard leader (`serve`), after it caught up with the old one. The old delegator is
+//! then stopped; a read still waiting on it fails with a retriable "channel not
+//! available" and the proxy retries it on the new leader.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,7 +31,7 @@ use fv_common::channel::{pchannel_of, tick_subject, vchannel_subject};
 use fv_common::pk::PkColumn;
 use fv_common::schema::Schema;
 use fv_common::{
-    ALL_PARTITIONS, CollectionId, FvError, FvResult, NodeId, PartitionId, PrimaryKey, SegmentId, Timestamp,
+    ALL_PARTITIONS, Code, CollectionId, FvError, FvResult, NodeId, PartitionId, PrimaryKey, SegmentId, Timestamp,
 };
 use fv_logbroker::{SeekFrom, SubjectFilter};
 use fv_proto::fv::msg::{DeleteMsg, DmlMessage, InsertMsg, dml_message::Body};
@@ -104,6 +111,8 @@ pub struct Delegator {
     /// Largest timestamp of any DML consumed so far.
     consumed: AtomicU64,
     sync_requested: AtomicU64,
+    /// Refusing reads until declared shard leader (see the module docs).
+    standby: AtomicBool,
     pub stop: Shutdown,
 }
 
@@ -122,6 +131,7 @@ impl Delegator {
         schema: Arc<Schema>,
         partitions: Option<HashSet<PartitionId>>,
         excluded: HashSet<SegmentId>,
+        standby: bool,
         stop: Shutdown,
     ) -> Arc<Delegator> {
         let (tx, _) = watch::channel(0);
@@ -140,12 +150,35 @@ impl Delegator {
             serviceable: tx,
             consumed: AtomicU64::new(0),
             sync_requested: AtomicU64::new(0),
+            standby: AtomicBool::new(standby),
             stop,
         })
     }
 
     pub fn serviceable_ts(&self) -> Timestamp {
         *self.serviceable.borrow()
+    }
+
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Acquire)
+    }
+
+    /// The error a read gets from a delegator that is not (or no longer) the shard
+    /// leader: retriable, and the proxy's cue to ask querycoord for the leader again.
+    fn not_leader(&self, why: &str) -> FvError {
+        FvError::new(Code::ChannelNotAvailable, format!("shard delegator {why}[channel={}]", self.vchannel))
+            .retriable(true)
+    }
+
+    /// Fails unless this delegator may answer reads.
+    pub fn check_serving(&self) -> FvResult<()> {
+        if self.stop.is_triggered() {
+            return Err(self.not_leader("stopped"));
+        }
+        if self.is_standby() {
+            return Err(self.not_leader("not serving yet"));
+        }
+        Ok(())
     }
 
     pub fn set_partitions(&self, p: Option<HashSet<PartitionId>>) {
@@ -230,10 +263,27 @@ impl Delegator {
                 }
             });
         }
+        self.await_serviceable(rx, guarantee, timeout).await
+    }
+
+    /// Waits (at most `timeout`) until serviceable time reaches `guarantee`.
+    async fn await_serviceable(
+        &self,
+        mut rx: watch::Receiver<Timestamp>,
+        guarantee: Timestamp,
+        timeout: Duration,
+    ) -> FvResult<Timestamp> {
         let wait = async {
             loop {
-                if rx.changed().await.is_err() {
-                    return Err(FvError::unavailable("delegator stopped"));
+                // A delegator released for a channel move stops consuming: its
+                // serviceable time would never advance, so waiting reads fail at once
+                // (retriable) and go to the new leader instead of timing out here.
+                let changed = tokio::select! {
+                    r = rx.changed() => r.is_ok(),
+                    _ = self.stop.wait() => false,
+                };
+                if !changed {
+                    return Err(self.not_leader("stopped"));
                 }
                 let ts = *rx.borrow_and_update();
                 if ts >= guarantee {
@@ -440,6 +490,9 @@ impl Delegator {
     /// Applies a distribution change from querycoord (handoff of sealed segments).
     pub async fn sync(&self, node: &NodeState, req: SyncDistributionRequest) -> FvResult<()> {
         let mut buffer = self.deletes.lock().await;
+        if req.serve && self.standby.swap(false, Ordering::AcqRel) {
+            tracing::info!(vchannel = %self.vchannel, serviceable = self.serviceable_ts(), "delegator now serves as shard leader");
+        }
         if !req.partition_ids.is_empty() {
             let mut p = self.partitions.write();
             if let Some(set) = p.as_mut() {
@@ -514,7 +567,7 @@ mod tests {
 
     fn delegator() -> Arc<Delegator> {
         let schema = crate::segment::tests::schema();
-        Delegator::new(1, "dml_0_1v0".into(), schema, None, HashSet::new(), Shutdown::new())
+        Delegator::new(1, "dml_0_1v0".into(), schema, None, HashSet::new(), false, Shutdown::new())
     }
 
     #[tokio::test]
@@ -536,6 +589,53 @@ mod tests {
         drop(pinned);
         assert!(waiter.await.expect("waiter task"), "the change completes once the old read is done");
         drop(running);
+    }
+
+    #[tokio::test]
+    async fn standby_refuses_reads_until_it_serves() {
+        let d = Delegator::new(
+            1,
+            "dml_0_1v0".into(),
+            crate::segment::tests::schema(),
+            None,
+            HashSet::new(),
+            true,
+            Shutdown::new(),
+        );
+        let e = d.check_serving().expect_err("a standby delegator must not answer reads");
+        assert_eq!(e.code, Code::ChannelNotAvailable);
+        assert!(e.retriable, "the proxy retries on the leader querycoord names");
+        d.standby.store(false, Ordering::Release);
+        d.check_serving().expect("a leader answers reads");
+        d.stop.trigger();
+        assert_eq!(d.check_serving().expect_err("stopped").code, Code::ChannelNotAvailable);
+    }
+
+    #[tokio::test]
+    async fn a_read_waiting_on_a_stopped_delegator_fails_at_once() {
+        let d = delegator();
+        let d2 = d.clone();
+        let waiting = tokio::spawn(async move {
+            let rx = d2.serviceable.subscribe();
+            d2.await_serviceable(rx, 100, Duration::from_secs(20)).await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "serviceable time is below the guarantee");
+        let started = std::time::Instant::now();
+        d.stop.trigger();
+        let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the read is not stuck until its own timeout")
+            .expect("read task");
+        let e = r.expect_err("no serviceable time after the stop");
+        assert_eq!(e.code, Code::ChannelNotAvailable);
+        assert!(e.retriable);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Ticks that do arrive still serve reads on a running delegator.
+        let live = delegator();
+        let rx = live.serviceable.subscribe();
+        live.serviceable.send_replace(150);
+        assert_eq!(live.await_serviceable(rx, 100, Duration::from_secs(1)).await.expect("served"), 150);
     }
 
     #[tokio::test]

@@ -123,6 +123,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
         return search_on_worker(node, req).await;
     }
     let d = node.delegator(&req.vchannel)?;
+    d.check_serving()?;
     let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
     let job = Arc::new(search_job(&schema, &req, mvcc)?);
@@ -227,6 +228,7 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
         return Ok(query_response(rows, count, &schema, &job, req.mvcc_ts));
     }
     let d = node.delegator(&req.vchannel)?;
+    d.check_serving()?;
     let serviceable = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     // A pinned snapshot (the later pages of a query iterator) reads at its own timestamp
     // once the shard has caught up with it; otherwise at everything consumed.

@@ -71,6 +71,7 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<NodeState>> {
                     growing_segment_ids: d.growing_ids(),
                     sealed_segment_ids: d.sealed_ids(),
                     sealed_segment_nodes: d.sealed_nodes().into_iter().collect(),
+                    standby: d.is_standby(),
                 })
                 .collect();
             let segments = n
