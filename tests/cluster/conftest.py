@@ -7,11 +7,13 @@ running. `FERROVEC_BIN` must name the binary the cluster runs (no rebuild in tes
 
 import os
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from pymilvus import DataType, MilvusClient
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,3 +73,40 @@ def wait_for(what: str, fn, timeout_s: float = 60.0, interval_s: float = 0.2):
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def flat_collection(c: MilvusClient, prefix: str, dim: int, shards: int = 1) -> str:
+    """Creates a Strong-consistency collection (int64 `id`, `dim`-d float vector `v`) with a
+    FLAT L2 index, so every search can be checked against brute force; not loaded."""
+    name = unique(prefix)
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=dim)
+    c.create_collection(name, schema=schema, num_shards=shards, consistency_level="Strong")
+    ip = c.prepare_index_params()
+    ip.add_index("v", index_type="FLAT", metric_type="L2")
+    c.create_index(name, ip)
+    return name
+
+
+class Background:
+    """Loops (the `loops` methods, each on its own thread) that run until `stop`; they
+    check `self.stopped()` between steps."""
+
+    loops: tuple[str, ...] = ("_run",)
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=getattr(self, m)) for m in self.loops]
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout_s: float = 60.0):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=timeout_s)

@@ -7,12 +7,11 @@ or not at all during a move fails the test. The distribution is read with
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
-from conftest import unique, wait_for
-from pymilvus import Collection, DataType, MilvusClient, connections, utility
+from conftest import Background, flat_collection, wait_for
+from pymilvus import Collection, MilvusClient, connections, utility
 
 DIM = 16
 SEGMENTS = 6
@@ -26,28 +25,20 @@ def exact_topk(data: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list
     return [int(ids[i]) for i in order]
 
 
-class Checker:
+class Checker(Background):
     """Searches until stopped; every answer must equal the exact top-k."""
 
     def __init__(self, uri: str, name: str, data: np.ndarray, ids: np.ndarray):
+        super().__init__()
         self.uri, self.name, self.data, self.ids = uri, name, data, ids
         self.ok = 0
         self.errors: list[str] = []
         self.wrong: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=60)
 
     def _run(self):
         c = MilvusClient(self.uri)
         rng = np.random.default_rng(7)
-        while not self._stop.is_set():
+        while not self.stopped():
             q = rng.random(DIM, dtype=np.float32)
             try:
                 r = c.search(self.name, data=[q.tolist()], limit=TOPK, consistency_level="Strong", timeout=10)
@@ -68,14 +59,7 @@ class Checker:
 def test_restarted_query_node_gets_segments_back_without_search_gaps(cluster):
     connections.connect(uri=cluster.uri)
     c = MilvusClient(cluster.uri)
-    name = unique("balance")
-    schema = MilvusClient.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
-    c.create_collection(name, schema=schema, consistency_level="Strong")
-    ip = c.prepare_index_params()
-    ip.add_index("v", index_type="FLAT", metric_type="L2")
-    c.create_index(name, ip)
+    name = flat_collection(c, "balance", DIM)
     c.load_collection(name)
 
     rng = np.random.default_rng(3)

@@ -13,13 +13,12 @@ switch.
 import os
 import re
 import signal
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from conftest import unique, wait_for
-from pymilvus import Collection, DataType, MilvusClient, connections, utility
+from conftest import Background, flat_collection, wait_for
+from pymilvus import Collection, MilvusClient, connections, utility
 
 DIM = 8
 BATCH = 100
@@ -31,27 +30,19 @@ def vector(i: int) -> np.ndarray:
     return np.random.default_rng(i).random(DIM, dtype=np.float32)
 
 
-class Writer:
+class Writer(Background):
     """Inserts rows numbered 0, 1, 2... in batches; `acked` is the count of rows whose
     insert was acknowledged (all ids below it)."""
 
     def __init__(self, uri: str, name: str, start: int):
+        super().__init__()
         self.uri, self.name = uri, name
         self.acked = start
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=60)
 
     def _run(self):
         c = MilvusClient(self.uri)
-        while not self._stop.is_set():
+        while not self.stopped():
             ids = range(self.acked, self.acked + BATCH)
             try:
                 c.insert(self.name, [{"id": i, "v": vector(i).tolist()} for i in ids], timeout=10)
@@ -63,24 +54,16 @@ class Writer:
             time.sleep(0.02)
 
 
-class Checker:
+class Checker(Background):
     """Strong count(*) and search over the acknowledged ids, until stopped."""
 
     def __init__(self, uri: str, name: str, writer: Writer):
+        super().__init__()
         self.uri, self.name, self.writer = uri, name, writer
         self.ok = 0
         self.errors: list[str] = []
         self.wrong: list[str] = []
         self._vectors = np.zeros((0, DIM), dtype=np.float32)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=60)
 
     def _brute_force(self, n: int, q: np.ndarray) -> list[int]:
         have = len(self._vectors)
@@ -93,7 +76,7 @@ class Checker:
     def _run(self):
         c = MilvusClient(self.uri)
         rng = np.random.default_rng(11)
-        while not self._stop.is_set():
+        while not self.stopped():
             n = self.writer.acked
             try:
                 rows = c.query(self.name, filter=f"id < {n}", output_fields=["count(*)"],
@@ -130,14 +113,7 @@ def test_a_joining_query_node_takes_over_a_shard_delegator_without_a_read_gap(cl
     os.kill(cluster.pid("querynode-2"), signal.SIGKILL)
     wait_for("querynode-2 gone", lambda: not cluster.alive("querynode-2"), 10)
 
-    name = unique("deleg_balance")
-    schema = MilvusClient.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
-    c.create_collection(name, schema=schema, num_shards=2, consistency_level="Strong")
-    ip = c.prepare_index_params()
-    ip.add_index("v", index_type="FLAT", metric_type="L2")
-    c.create_index(name, ip)
+    name = flat_collection(c, "deleg_balance", DIM, shards=2)
     # Sealed segments too, so the new delegator must receive the sealed routing.
     c.insert(name, [{"id": i, "v": vector(i).tolist()} for i in range(SEALED_ROWS)])
     c.flush(name)

@@ -10,13 +10,12 @@ inserts were acknowledged) and a searcher, kills one process by its PID, restart
 import os
 import random
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import unique, wait_for
-from pymilvus import DataType, MilvusClient
+from conftest import Background, flat_collection, wait_for
+from pymilvus import MilvusClient
 
 DIM = 8
 BATCH = 50
@@ -32,10 +31,13 @@ ROLES = [
 ]
 
 
-class Load:
+class Load(Background):
     """A writer and a searcher on one collection, until stopped."""
 
+    loops = ("_write", "_search")
+
     def __init__(self, uri: str, name: str):
+        super().__init__()
         self.uri, self.name = uri, name
         self.acked: list[int] = []
         self.unacked: list[int] = []
@@ -43,23 +45,15 @@ class Load:
         self.searches_ok = 0
         self.search_errors = 0
         self.short_results = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._write), threading.Thread(target=self._search)]
-
-    def start(self):
-        for t in self._threads:
-            t.start()
 
     def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=120)
+        super().stop(timeout_s=120)
 
     def _write(self):
         c = MilvusClient(self.uri)
         rng = random.Random(1)
         next_id = 0
-        while not self._stop.is_set():
+        while not self.stopped():
             ids = list(range(next_id, next_id + BATCH))
             next_id += BATCH
             rows = [{"id": i, "v": [rng.random() for _ in range(DIM)]} for i in ids]
@@ -75,7 +69,7 @@ class Load:
 
     def _search(self):
         c = MilvusClient(self.uri)
-        while not self._stop.is_set():
+        while not self.stopped():
             try:
                 r = c.search(self.name, data=[[0.5] * DIM], limit=10, timeout=10)
                 self.searches_ok += 1
@@ -89,14 +83,7 @@ class Load:
 
 def make_collection(uri: str) -> str:
     c = MilvusClient(uri)
-    name = unique("failover")
-    schema = MilvusClient.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
-    c.create_collection(name, schema=schema, consistency_level="Strong")
-    ip = c.prepare_index_params()
-    ip.add_index("v", index_type="FLAT", metric_type="L2")
-    c.create_index(name, ip)
+    name = flat_collection(c, "failover", DIM)
     c.load_collection(name)
     # A few sealed segments before the kill, so query nodes hold historical data too.
     for s in range(3):

@@ -3,8 +3,8 @@ data nodes) reduces to exactly the brute-force result, and a second proxy serves
 cluster with the same answers."""
 
 import numpy as np
-from conftest import unique, wait_for
-from pymilvus import DataType, MilvusClient
+from conftest import flat_collection, wait_for
+from pymilvus import MilvusClient
 
 DIM = 16
 
@@ -16,14 +16,7 @@ def exact_top(base: np.ndarray, q: np.ndarray, k: int) -> list[int]:
 
 def test_search_fans_out_and_a_second_proxy_serves_the_same_cluster(cluster):
     c = MilvusClient(cluster.uri)
-    name = unique("scale")
-    schema = MilvusClient.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=DIM)
-    c.create_collection(name, schema=schema, consistency_level="Strong", num_shards=2)
-    ip = c.prepare_index_params()
-    ip.add_index("v", index_type="FLAT", metric_type="L2")
-    c.create_index(name, ip)
+    name = flat_collection(c, "scale", DIM, shards=2)
     rng = np.random.default_rng(7)
     base = rng.random((6000, DIM), dtype=np.float32)
     # Several flushes: several sealed segments per shard, for the query coordinator to spread.
