@@ -312,14 +312,14 @@ impl Core {
         for a in &p.actions {
             let rpc = &self.ctx.rpc;
             let result = match a {
-                Action::Watch { vchannel, node } => {
+                Action::Watch { vchannel, node, standby } => {
                     let Some(ch) = channel_info(vchannel) else { continue };
                     let req = WatchDmChannelRequest {
                         collection: Some(desc.clone()),
                         channel: Some(ch),
                         partition_ids: partitions.clone(),
                         whole_collection: info.whole_collection,
-                        standby: false,
+                        standby: *standby,
                     };
                     let r = rpc
                         .call_with_timeout::<querynode::WatchDmChannel>(Target::Node(*node), &req, CALL_TIMEOUT)

@@ -43,8 +43,12 @@ pub struct TargetSegment {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Make `node` the delegator of `vchannel`.
-    Watch { vchannel: String, node: NodeId },
+    /// Make `node` the delegator of `vchannel`. `standby` when the vchannel had a leader
+    /// that is gone (failover): the new delegator refuses reads until it has the sealed
+    /// routing and is told to [`Action::Serve`], so no search misses sealed rows while
+    /// the dead node's segments load elsewhere. A first load needs no standby: the
+    /// collection is not reported loaded before its routing is complete.
+    Watch { vchannel: String, node: NodeId, standby: bool },
     /// Load a sealed segment on `node`.
     Load { segment: SegmentId, node: NodeId },
     /// Tell the delegator that `worker` serves `segment` (handoff).
@@ -65,8 +69,9 @@ pub enum Action {
     /// Channel balance, last step: once `to` has caught up with `from`, make it serve,
     /// name it the shard leader and release the delegator on `from`.
     SwitchLeader { vchannel: String, from: NodeId, to: NodeId },
-    /// A standby delegator left as the only one of its vchannel (the old leader's node
-    /// died during a move) has the complete routing: make it serve.
+    /// A standby delegator left as the only one of its vchannel (started by failover,
+    /// or the old leader's node died during a move) has the complete routing: make it
+    /// serve.
     Serve { vchannel: String, node: NodeId },
     /// Stop a delegator that is not needed (a second one left by an interrupted move).
     Unsub { vchannel: String, node: NodeId },
@@ -252,7 +257,7 @@ pub fn plan(
             let node =
                 channel_load.iter().min_by_key(|(n, c)| (**c, **n)).map(|(n, _)| *n).expect("views are not empty");
             *channel_load.get_mut(&node).expect("node present") += 1;
-            out.actions.push(Action::Watch { vchannel: ch.clone(), node });
+            out.actions.push(Action::Watch { vchannel: ch.clone(), node, standby: leaders.contains_key(ch) });
             delegators.insert(ch.clone(), node);
             continue;
         };
@@ -622,6 +627,33 @@ mod tests {
     }
 
     #[test]
+    fn failover_starts_a_standby_delegator_that_serves_once_routed() {
+        let segs = vec![seg(10, "a")];
+        // The leader on 5 died with the only copy of segment 10; 6 is left.
+        let previous = BTreeMap::from([("a".to_string(), 5)]);
+        let p = plan(1, &chans(&["a"]), &segs, &[node(6, vec![], vec![])], &previous);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Watch { vchannel: "a".into(), node: 6, standby: true },
+                Action::Load { segment: 10, node: 6 },
+                Action::AddSealed { vchannel: "a".into(), delegator: 6, segment: 10, worker: 6, partition: 7 },
+            ]
+        );
+        assert!(!p.complete);
+        // Next round: routed, so it may serve; until then the collection is not served.
+        let p = plan(
+            1,
+            &chans(&["a"]),
+            &segs,
+            &[node(6, vec![delegator("a", &[(10, 6)], true, SEC)], vec![10])],
+            &previous,
+        );
+        assert_eq!(p.actions, vec![Action::Serve { vchannel: "a".into(), node: 6 }]);
+        assert!(!p.complete);
+    }
+
+    #[test]
     fn a_switch_whose_release_failed_keeps_the_new_leader() {
         let segs = vec![seg(10, "a")];
         let views = [
@@ -661,7 +693,7 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                Action::Watch { vchannel: "a".into(), node: 5 },
+                Action::Watch { vchannel: "a".into(), node: 5, standby: false },
                 Action::Load { segment: 10, node: 5 },
                 Action::AddSealed { vchannel: "a".into(), delegator: 5, segment: 10, worker: 5, partition: 7 },
             ]
@@ -703,7 +735,10 @@ mod tests {
         let p = plan0(1, &["a".into(), "b".into()], &[], &[view(5, vec![], vec![]), view(6, vec![], vec![])]);
         assert_eq!(
             p.actions,
-            vec![Action::Watch { vchannel: "a".into(), node: 5 }, Action::Watch { vchannel: "b".into(), node: 6 }]
+            vec![
+                Action::Watch { vchannel: "a".into(), node: 5, standby: false },
+                Action::Watch { vchannel: "b".into(), node: 6, standby: false }
+            ]
         );
     }
 
