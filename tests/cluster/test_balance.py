@@ -94,6 +94,10 @@ def test_restarted_query_node_gets_segments_back_without_search_gaps(cluster):
     remaining = {n for hs in alone.values() for n in hs}
     assert len(remaining) == 1, alone
     assert len(alone) >= SEGMENTS
+    # A delegator that failover moved refuses reads until its routing is complete: the
+    # checker starts once the remaining node answers.
+    wait_for("searches answered by the remaining query node",
+             lambda: c.search(name, data=[data[0].tolist()], limit=1, consistency_level="Strong"), 30)
 
     checker = Checker(cluster.uri, name, data, ids)
     checker.start()
