@@ -466,7 +466,9 @@ async fn request_dropped_by_a_queue_member_is_no_responders() {
             let subject = subject.clone();
             tokio::spawn(async move { broker.request(&subject, Bytes::new(), Vec::new(), WAIT).await })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Time for the request to reach the served stream; 300 ms was once not enough
+        // on a CI machine busy with the whole test suite (the request then timed out).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let started = Instant::now();
         drop(queued);
         let err = pending.await.expect("task").expect_err("dropped while queued");
