@@ -1000,6 +1000,11 @@ fn send_dropped_notice(client: &Client, reply: Subject) {
 /// member, so a request that member drops (the [`IncomingRequest`], or this stream with
 /// requests still queued in it) is answered with a dropped notice. Without a queue group
 /// other servers may still answer, so nothing is sent.
+///
+/// Best effort: a request the server routes to this member in the instant the member
+/// unsubscribes is discarded by the client library (async-nats forgets the subscription
+/// without waiting for the server's confirmation, `drain` included), and its requester
+/// waits for its timeout (every request has one; `RpcClient::call_retry` retries).
 struct ServeStream {
     sub: async_nats::Subscriber,
     client: Client,

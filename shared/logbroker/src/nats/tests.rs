@@ -459,15 +459,19 @@ async fn request_dropped_by_a_queue_member_is_no_responders() {
         assert!(started.elapsed() < WAIT / 2, "took {:?}", started.elapsed());
         server.abort();
 
-        // Requests queued in a stream that is dropped before taking them.
+        // Requests queued in a stream that is dropped before taking them. A subject of its
+        // own: the aborted server above may still be a member of the group for a moment
+        // (abort is asynchronous), and a request NATS routes to a member in the instant it
+        // unsubscribes is lost (see `ServeStream`), so it would wait for its timeout.
+        let subject = format!("{prefix}.rpc.queued");
         let queued = broker.serve(&subject, Some("g")).await.expect("serve");
         let pending = {
             let broker = broker.clone();
             let subject = subject.clone();
             tokio::spawn(async move { broker.request(&subject, Bytes::new(), Vec::new(), WAIT).await })
         };
-        // Time for the request to reach the served stream; 300 ms was once not enough
-        // on a CI machine busy with the whole test suite (the request then timed out).
+        // Time for the request to reach the served stream (where the drop answers it); wide,
+        // for a CI machine busy with the whole suite.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let started = Instant::now();
         drop(queued);
@@ -476,6 +480,7 @@ async fn request_dropped_by_a_queue_member_is_no_responders() {
         assert!(started.elapsed() < WAIT / 2, "took {:?}", started.elapsed());
 
         // A reply that cannot be sent (too large) also releases the requester.
+        let subject = format!("{prefix}.rpc.too_large");
         let mut requests = broker.serve(&subject, Some("g")).await.expect("serve");
         let limit = broker.max_message_bytes();
         let server = tokio::spawn(async move {
