@@ -25,6 +25,7 @@
 //! the index is rebuilt).
 
 use crate::error::{IndexError, Result};
+use crate::memory::scan_vec;
 use crate::metric::Metric;
 use crate::params::IndexType;
 
@@ -164,14 +165,21 @@ impl<'a> Reader<'a> {
         count.checked_mul(size).ok_or_else(|| IndexError::corrupt(format!("{what}: size overflows")))
     }
 
+    // Arrays are read into `scan_vec`s: large ones (vectors, codes, graph links) are what
+    // one-query searches hop around in, and those want huge pages (see `crate::memory`).
+
     pub(crate) fn f32s(&mut self, count: usize, what: &str) -> Result<Vec<f32>> {
         let b = self.take(Self::len_of(count, 4, what)?, what)?;
-        Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let mut v = scan_vec(count);
+        v.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        Ok(v)
     }
 
     pub(crate) fn u32s(&mut self, count: usize, what: &str) -> Result<Vec<u32>> {
         let b = self.take(Self::len_of(count, 4, what)?, what)?;
-        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let mut v = scan_vec(count);
+        v.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        Ok(v)
     }
 
     pub(crate) fn u64s(&mut self, count: usize, what: &str) -> Result<Vec<u64>> {
@@ -180,7 +188,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes(&mut self, count: usize, what: &str) -> Result<Vec<u8>> {
-        Ok(self.take(count, what)?.to_vec())
+        let b = self.take(count, what)?;
+        let mut v = scan_vec(count);
+        v.extend_from_slice(b);
+        Ok(v)
     }
 
     /// Errors unless every body byte was read.

@@ -28,6 +28,7 @@ pub mod format;
 mod gemm;
 pub mod index;
 pub mod kmeans;
+mod memory;
 pub mod metric;
 pub mod params;
 mod rng;

@@ -184,6 +184,11 @@ pub(crate) trait ListScan: Sync {
     /// Prepares a query (already normalised for COSINE).
     fn prepare(&self, q: &[f32]) -> Self::Scratch;
 
+    /// Requests the first rows of list `l` into the cache: called before the list
+    /// scanned ahead of it, so its first reads do not wait on memory (see
+    /// [`crate::memory`]). Only a hint; nothing by default.
+    fn prefetch_list(&self, _ivf: &IvfLists, _l: usize) {}
+
     /// Pushes the allowed, in-range rows of list `l` into `top`. `coarse` is the query's
     /// coarse score for the list.
     #[allow(clippy::too_many_arguments)]
@@ -222,7 +227,13 @@ pub(crate) fn search<S: ListScan>(
     let scan = |q: &[f32], probe: &[Hit]| {
         let mut top = TopK::new(metric, k);
         let mut s = scanner.prepare(q);
-        for h in probe {
+        if let Some(first) = probe.first() {
+            scanner.prefetch_list(ivf, first.row as usize);
+        }
+        for (i, h) in probe.iter().enumerate() {
+            if let Some(next) = probe.get(i + 1) {
+                scanner.prefetch_list(ivf, next.row as usize);
+            }
             scanner.scan(ivf, &mut s, q, h.row as usize, h.score, filter, bounds, &mut top);
         }
         top

@@ -20,6 +20,7 @@ use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
 use crate::kmeans::{self, KMeansInit, KMeansParams};
+use crate::memory::scan_vec;
 use crate::metric::Metric;
 use crate::params::IndexParams;
 use crate::rng::Rng;
@@ -109,7 +110,8 @@ impl IvfPqIndex {
             .collect();
         let per_sub: Vec<Vec<u32>> = per_sub.into_iter().collect::<Result<_>>()?;
         let cb = code_bytes(nbits);
-        let mut codes = vec![0u8; rows * m * cb];
+        let mut codes = scan_vec(rows * m * cb);
+        codes.resize(rows * m * cb, 0u8);
         for (pos, &id) in ivf.ids.iter().enumerate() {
             for (j, labels) in per_sub.iter().enumerate() {
                 let c = labels[id as usize] as u16;

@@ -15,6 +15,7 @@ use crate::distance::dot;
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
+use crate::memory::scan_vec;
 use crate::metric::Metric;
 use crate::params::IndexParams;
 use crate::sq8;
@@ -56,7 +57,8 @@ impl IvfSq8Index {
             }
         }
         let step: Vec<f32> = vmin.iter().zip(&vmax).map(|(lo, hi)| (hi - lo) / 255.0).collect();
-        let mut codes = vec![0u8; labels.len() * dim];
+        let mut codes = scan_vec(labels.len() * dim);
+        codes.resize(labels.len() * dim, 0u8);
         codes.par_chunks_mut(dim).zip(ivf.ids.par_iter()).for_each_init(
             || vec![0f32; dim],
             |r, (code, &id)| {
