@@ -13,6 +13,8 @@
 //! - [`params`]: Milvus-style build/search parameters with range-checked parsing.
 //! - [`mod@format`]: the versioned, checksummed index file format.
 //! - [`filter`]: row filters (`&[bool]` or a Milvus-style exclusion bitset).
+//! - `memory`: huge-page advice for large index arrays and software prefetch for
+//!   one-query scans that hop between inverted lists.
 //!
 //! Threads: parallel work runs on rayon's global pool (faer products inside a task run
 //! sequentially, so one pool schedules everything). Results never depend on the thread
