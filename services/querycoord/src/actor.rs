@@ -45,6 +45,9 @@ pub struct Loaded {
     pub info: LoadInfo,
     pub progress: i64,
     pub leaders: Vec<ShardLeader>,
+    /// Fully served at some point since this load (from the persisted status after a
+    /// restart): a vchannel without a delegator then lost it (see `planner::plan`).
+    pub served_before: bool,
 }
 
 pub struct Core {
@@ -67,9 +70,10 @@ impl Core {
         for kv in kvs {
             let mut info =
                 LoadInfo::decode(kv.value).map_err(|e| FvError::internal(format!("corrupt load info: {e}")))?;
+            let served_before = info.status == LoadStatus::Loaded as i32;
             // Nothing is served after a restart until the nodes report it again.
             info.status = LoadStatus::Loading as i32;
-            loads.insert(info.collection_id, Loaded { info, progress: 0, leaders: vec![] });
+            loads.insert(info.collection_id, Loaded { info, progress: 0, leaders: vec![], served_before });
         }
         Ok(Core { ctx, loads: RwLock::new(loads), channel_moves: Default::default() })
     }
@@ -299,13 +303,13 @@ impl Core {
                 index_build: builds.get(&s.id).map(|t| t.build_id).unwrap_or(0),
             })
             .collect();
-        let previous: BTreeMap<String, i64> = self
+        let (previous, served_before): (BTreeMap<String, i64>, bool) = self
             .loads
             .read()
             .get(&cid)
-            .map(|l| l.leaders.iter().map(|s| (s.vchannel.clone(), s.node_id)).collect())
+            .map(|l| (l.leaders.iter().map(|s| (s.vchannel.clone(), s.node_id)).collect(), l.served_before))
             .unwrap_or_default();
-        let p = planner::plan(cid, &desc.vchannels, &targets, views, &previous);
+        let p = planner::plan(cid, &desc.vchannels, &targets, views, &previous, served_before);
         let channel_info = |v: &str| rec.channels.iter().find(|c| c.vchannel == v).cloned();
         let mut failed_loads = Vec::new();
         let mut leaders = p.leaders.clone();
@@ -533,6 +537,7 @@ impl Core {
                 l.leaders = leaders.into_iter().map(|(vchannel, node_id)| ShardLeader { vchannel, node_id }).collect();
                 if p.complete && !views.is_empty() {
                     l.progress = 100;
+                    l.served_before = true;
                     if l.info.status != LoadStatus::Loaded as i32 {
                         l.info.status = LoadStatus::Loaded as i32;
                         became_loaded = Some(l.info.clone());

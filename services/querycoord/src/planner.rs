@@ -44,10 +44,11 @@ pub struct TargetSegment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Make `node` the delegator of `vchannel`. `standby` when the vchannel had a leader
-    /// that is gone (failover): the new delegator refuses reads until it has the sealed
-    /// routing and is told to [`Action::Serve`], so no search misses sealed rows while
-    /// the dead node's segments load elsewhere. A first load needs no standby: the
-    /// collection is not reported loaded before its routing is complete.
+    /// that is gone (failover, also after a querycoord restart): the new delegator
+    /// refuses reads until it has the sealed routing and is told to [`Action::Serve`],
+    /// so no search misses sealed rows while the dead node's segments load elsewhere. A
+    /// first load needs no standby: the collection is not reported loaded before its
+    /// routing is complete.
     Watch { vchannel: String, node: NodeId, standby: bool },
     /// Load a sealed segment on `node`.
     Load { segment: SegmentId, node: NodeId },
@@ -203,12 +204,16 @@ struct DelegatorView<'a> {
 /// Plans one collection. `views` are the live nodes' reports (only this collection's
 /// entries matter); `leaders` are the shard leaders of the previous round (the choice
 /// when a vchannel has two serving delegators, after a switch whose release failed).
+/// `served_before`: the collection has been fully served since it was loaded (known
+/// across querycoord restarts, unlike `leaders`), so a vchannel without a delegator
+/// lost it and gets a standby one.
 pub fn plan(
     collection: i64,
     channels: &[String],
     segments: &[TargetSegment],
     views: &[GetDataDistributionResponse],
     leaders: &BTreeMap<String, NodeId>,
+    served_before: bool,
 ) -> Plan {
     let mut out = Plan { total: channels.len() + segments.len(), ..Default::default() };
     if views.is_empty() {
@@ -257,7 +262,8 @@ pub fn plan(
             let node =
                 channel_load.iter().min_by_key(|(n, c)| (**c, **n)).map(|(n, _)| *n).expect("views are not empty");
             *channel_load.get_mut(&node).expect("node present") += 1;
-            out.actions.push(Action::Watch { vchannel: ch.clone(), node, standby: leaders.contains_key(ch) });
+            let standby = served_before || leaders.contains_key(ch);
+            out.actions.push(Action::Watch { vchannel: ch.clone(), node, standby });
             delegators.insert(ch.clone(), node);
             continue;
         };
@@ -469,7 +475,7 @@ mod tests {
         segments: &[TargetSegment],
         views: &[GetDataDistributionResponse],
     ) -> Plan {
-        plan(collection, channels, segments, views, &BTreeMap::new())
+        plan(collection, channels, segments, views, &BTreeMap::new(), false)
     }
 
     /// A delegator's report with its standby flag and serviceable time.
@@ -631,7 +637,7 @@ mod tests {
         let segs = vec![seg(10, "a")];
         // The leader on 5 died with the only copy of segment 10; 6 is left.
         let previous = BTreeMap::from([("a".to_string(), 5)]);
-        let p = plan(1, &chans(&["a"]), &segs, &[node(6, vec![], vec![])], &previous);
+        let p = plan(1, &chans(&["a"]), &segs, &[node(6, vec![], vec![])], &previous, false);
         assert_eq!(
             p.actions,
             vec![
@@ -648,9 +654,29 @@ mod tests {
             &segs,
             &[node(6, vec![delegator("a", &[(10, 6)], true, SEC)], vec![10])],
             &previous,
+            false,
         );
         assert_eq!(p.actions, vec![Action::Serve { vchannel: "a".into(), node: 6 }]);
         assert!(!p.complete);
+    }
+
+    #[test]
+    fn a_restarted_querycoord_starts_failover_delegators_as_standby() {
+        let segs = vec![seg(10, "a")];
+        // The leader on 5 died and querycoord restarted: no previous leaders in memory,
+        // but the collection had been served.
+        let p = plan(1, &chans(&["a"]), &segs, &[node(6, vec![], vec![])], &BTreeMap::new(), true);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Watch { vchannel: "a".into(), node: 6, standby: true },
+                Action::Load { segment: 10, node: 6 },
+                Action::AddSealed { vchannel: "a".into(), delegator: 6, segment: 10, worker: 6, partition: 7 },
+            ]
+        );
+        // A first load (never served) starts serving delegators.
+        let p = plan(1, &chans(&["a"]), &segs, &[node(6, vec![], vec![])], &BTreeMap::new(), false);
+        assert_eq!(p.actions[0], Action::Watch { vchannel: "a".into(), node: 6, standby: false });
     }
 
     #[test]
@@ -661,7 +687,7 @@ mod tests {
             node(6, vec![delegator("a", &[(10, 5)], false, SEC)], vec![]),
         ];
         let previous = BTreeMap::from([("a".to_string(), 6)]);
-        let p = plan(1, &chans(&["a"]), &segs, &views, &previous);
+        let p = plan(1, &chans(&["a"]), &segs, &views, &previous, false);
         assert_eq!(p.actions, vec![Action::Unsub { vchannel: "a".into(), node: 5 }]);
         assert_eq!(p.leaders.get("a"), Some(&6));
         assert!(p.complete);
