@@ -1,11 +1,10 @@
-//! `DataCoordActor` serialises every change to datacoord's state; the core logic lives
-//! in [`Core`], whose state is shared with read-only request handlers.
+//! datacoord's [`Core`]: every change to its state runs on the role's exclusive actor,
+//! one at a time (see [`crate::service`]); the state is shared with read-only request
+//! handlers.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use fv_common::{Code, FvError, FvResult, NodeId, SegmentId, Timestamp};
 use fv_metastore::TxnOp;
 use fv_proto::common::SegmentState;
@@ -18,8 +17,8 @@ use fv_proto::fv::datanode::{FlushSegmentsRequest, UnwatchDmChannelRequest, Watc
 use fv_proto::fv::meta::{ChannelWatchInfo, SegmentInfo};
 use fv_proto::fv::msg::MsgPosition;
 use fv_proto::fv::rootcoord::{AllocIdRequest, AllocTimestampRequest, DescribeCollectionRequest};
-use fv_runtime::rpcs::{datanode, rootcoord};
-use fv_runtime::{RoleContext, Target, atomic_handlers};
+use fv_runtime::Clients;
+use fv_runtime::RoleContext;
 use parking_lot::Mutex;
 use prost::Message;
 
@@ -40,21 +39,15 @@ impl Core {
         let r = self
             .ctx
             .rpc
-            .call_retry::<rootcoord::AllocTimestamp>(
-                Target::Coord,
-                &AllocTimestampRequest { count: 1 },
-                DELIVERY_DEADLINE,
-            )
+            .rootcoord()
+            .alloc_timestamp(&AllocTimestampRequest { count: 1 })
+            .retry(DELIVERY_DEADLINE)
             .await?;
         Ok(r.timestamp)
     }
 
     async fn alloc_ids(&self, count: u32) -> FvResult<i64> {
-        let r = self
-            .ctx
-            .rpc
-            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, DELIVERY_DEADLINE)
-            .await?;
+        let r = self.ctx.rpc.rootcoord().alloc_id(&AllocIdRequest { count }).retry(DELIVERY_DEADLINE).await?;
         Ok(r.id_begin)
     }
 
@@ -198,8 +191,7 @@ impl Core {
                 flush_deletes,
                 dropped_segment_ids: vec![],
             };
-            if let Err(e) = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await
-            {
+            if let Err(e) = rpc.datanode(node).flush_segments(&req).retry(DELIVERY_DEADLINE).await {
                 tracing::warn!(error = %e, %vchannel, node, "flush request not delivered; will be repeated");
             }
         });
@@ -385,11 +377,9 @@ impl Core {
         let rpc = self.ctx.rpc.clone();
         tokio::spawn(async move {
             let desc = rpc
-                .call_retry::<rootcoord::DescribeCollection>(
-                    Target::Coord,
-                    &DescribeCollectionRequest { collection_id, ..Default::default() },
-                    DELIVERY_DEADLINE,
-                )
+                .rootcoord()
+                .describe_collection(&DescribeCollectionRequest { collection_id, ..Default::default() })
+                .retry(DELIVERY_DEADLINE)
                 .await;
             let collection = match desc {
                 Ok(d) => d.collection,
@@ -399,9 +389,7 @@ impl Core {
                 }
             };
             let req = WatchDmChannelRequest { channel: Some(channel), collection, segments };
-            if let Err(e) =
-                rpc.call_retry::<datanode::WatchDmChannel>(Target::Node(node), &req, DELIVERY_DEADLINE).await
-            {
+            if let Err(e) = rpc.datanode(node).watch_dm_channel(&req).retry(DELIVERY_DEADLINE).await {
                 tracing::warn!(error = %e, %vchannel, node, "channel watch not delivered; will be repeated");
             }
         });
@@ -450,14 +438,14 @@ impl Core {
             let rpc = self.ctx.rpc.clone();
             tokio::spawn(async move {
                 let req = FlushSegmentsRequest { vchannel, dropped_segment_ids: ids, ..Default::default() };
-                let _ = rpc.call_retry::<datanode::FlushSegments>(Target::Node(node), &req, DELIVERY_DEADLINE).await;
+                let _ = rpc.datanode(node).flush_segments(&req).retry(DELIVERY_DEADLINE).await;
             });
         }
         for (vchannel, node) in unwatch.into_iter().filter(|(_, n)| *n != 0) {
             let rpc = self.ctx.rpc.clone();
             tokio::spawn(async move {
                 let req = UnwatchDmChannelRequest { vchannel };
-                let _ = rpc.call_retry::<datanode::UnwatchDmChannel>(Target::Node(node), &req, DELIVERY_DEADLINE).await;
+                let _ = rpc.datanode(node).unwatch_dm_channel(&req).retry(DELIVERY_DEADLINE).await;
             });
         }
         Ok(())
@@ -488,7 +476,7 @@ impl Core {
     }
 
     /// Removes the files and records of dropped segments.
-    pub async fn collect_garbage(&self, _: ()) -> FvResult<()> {
+    pub async fn collect_garbage(&self) -> FvResult<()> {
         let dropped: Vec<SegmentInfo> =
             self.state.lock().segments.values().filter(|s| is(s, SegmentState::Dropped)).cloned().collect();
         for s in dropped {
@@ -516,25 +504,13 @@ impl Core {
 
     /// Startup: growing segments of a previous run are sealed (their allocation counts
     /// were not persisted); their data nodes flush them after replaying the log.
-    pub async fn seal_recovered(&self, _: ()) -> FvResult<()> {
+    pub async fn seal_recovered(&self) -> FvResult<()> {
         let growing: Vec<SegmentId> =
             self.state.lock().segments.values().filter(|s| is(s, SegmentState::Growing)).map(|s| s.id).collect();
         if !growing.is_empty() {
             self.seal(&growing, false).await?;
         }
         Ok(())
-    }
-
-    pub async fn watch_channels_msg(&self, req: WatchChannelsRequest) -> FvResult<()> {
-        self.watch_channels(req).await
-    }
-
-    pub async fn assign_channels_msg(&self, live: Vec<NodeId>) -> FvResult<()> {
-        self.assign_channels(Some(live)).await
-    }
-
-    pub async fn seal_idle_msg(&self, older_than: Duration) -> FvResult<()> {
-        self.seal_idle(older_than).await
     }
 }
 
@@ -557,24 +533,3 @@ fn advance_checkpoint(st: &mut State, vchannel: &str, cp: &MsgPosition) -> bool 
         }
     }
 }
-
-pub struct DataCoordActor {
-    pub core: Arc<Core>,
-}
-
-impl Actor for DataCoordActor {
-    type Context = Context<Self>;
-}
-
-atomic_handlers!(DataCoordActor, core;
-    Assign(AssignSegmentRequest) => assign -> AssignSegmentResponse;
-    Flush(FlushRequest) => flush -> FlushResponse;
-    SaveBinlogs(SaveBinlogPathsRequest) => save_binlogs -> ();
-    UpdateCheckpoint(UpdateChannelCheckpointRequest) => update_checkpoint -> ();
-    WatchChannels(WatchChannelsRequest) => watch_channels_msg -> ();
-    DropData(DropCollectionDataRequest) => drop_data -> ();
-    AssignChannels(Vec<NodeId>) => assign_channels_msg -> ();
-    SealIdle(Duration) => seal_idle_msg -> ();
-    CollectGarbage(()) => collect_garbage -> ();
-    SealRecovered(()) => seal_recovered -> ();
-);

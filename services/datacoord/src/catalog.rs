@@ -7,6 +7,7 @@ use fv_common::{CollectionId, FvError, FvResult, SegmentId};
 use fv_metastore::{MetaKvRef, Txn, TxnOp};
 use fv_proto::fv::meta::{ChannelWatchInfo, SegmentInfo};
 use fv_proto::fv::msg::MsgPosition;
+use fv_runtime::errors::meta_err;
 use prost::Message;
 
 const SEGMENT_PREFIX: &str = "datacoord/segment/";
@@ -21,10 +22,6 @@ pub fn checkpoint_key(vchannel: &str) -> String {
 }
 pub fn watch_key(vchannel: &str) -> String {
     format!("{WATCH_PREFIX}{vchannel}")
-}
-
-pub fn meta_err(e: fv_metastore::MetaError) -> FvError {
-    FvError::unavailable(format!("meta store: {e}")).retriable(e.is_retriable())
 }
 
 fn decode<M: Message + Default>(kv: &fv_metastore::KeyValue) -> FvResult<M> {

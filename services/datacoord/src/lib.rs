@@ -4,7 +4,7 @@
 //! - [`alloc`]: the pure allocation/seal policy.
 //! - [`catalog`]: typed keys over the meta store.
 //! - [`state`]: the in-memory view (segments, checkpoints, channel watches).
-//! - [`actor`]: `DataCoordActor`, which applies every change one at a time.
+//! - [`actor`]: the core; every change runs on the role's exclusive actor, one at a time.
 //! - [`service`]: bus requests and the background loop (idle sealing, channel
 //!   assignment and re-delivery, reconciliation with rootcoord, GC, log truncation).
 

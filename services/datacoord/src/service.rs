@@ -4,25 +4,19 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use fv_common::{FvResult, NodeId};
+use fv_common::{FvError, FvResult, NodeId};
 use fv_proto::fv::common::StatusResponse;
-use fv_proto::fv::datacoord as pb;
+use fv_proto::fv::datacoord::{self as pb, DataCoordHandler, data_coord_routes};
 use fv_proto::fv::datanode::WatchedChannelsRequest;
 use fv_proto::fv::rootcoord::ShowCollectionsRequest;
-use fv_runtime::actor::mailbox_error;
+use fv_runtime::actor::ExclusiveHandle;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::{datacoord as rpc, datanode, rootcoord};
-use fv_runtime::{RoleContext, Target, session};
+use fv_runtime::{Clients, RoleContext, Target, session};
 use parking_lot::Mutex;
 
-use crate::actor::*;
+use crate::actor::Core;
 use crate::catalog;
 use crate::state::State;
-
-fn ok() -> StatusResponse {
-    StatusResponse { status: Some(Default::default()) }
-}
 
 pub async fn start(ctx: RoleContext) -> FvResult<()> {
     let mut state = State::default();
@@ -37,8 +31,9 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
     }
     tracing::info!(segments = state.segments.len(), channels = state.watches.len(), "datacoord state recovered");
     let core = Arc::new(Core { ctx: ctx.clone(), state: Mutex::new(state) });
-    let actor = DataCoordActor { core: core.clone() }.start();
-    serve(&ctx, core.clone(), actor.clone()).await?;
+    let exclusive = ExclusiveHandle::start(core.clone());
+    let routes = data_coord_routes(Arc::new(DataCoordService { core: core.clone(), exclusive: exclusive.clone() }));
+    ctx.server.serve(Target::Coord, routes).await?;
     session::register(
         ctx.meta.clone(),
         Role::DataCoord,
@@ -48,103 +43,101 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
         ctx.shutdown.clone(),
     )
     .await?;
-    tokio::spawn(background(ctx.clone(), core, actor));
+    tokio::spawn(background(ctx.clone(), core, exclusive));
     tracing::info!(node_id = ctx.node_id, "datacoord started");
     Ok(())
 }
 
-async fn serve(ctx: &RoleContext, core: Arc<Core>, actor: Addr<DataCoordActor>) -> FvResult<()> {
-    let s = &ctx.server;
-    macro_rules! via_actor {
-        ($rpc:ty, $msg:ident, |$r:ident| $resp:expr) => {{
-            let a = actor.clone();
-            s.serve::<$rpc, _, _>(Target::Coord, move |req| {
-                let a = a.clone();
-                async move {
-                    let $r = a.send($msg(req)).await.map_err(mailbox_error)??;
-                    Ok($resp)
-                }
-            })
-            .await?;
-        }};
-    }
-    via_actor!(rpc::AssignSegment, Assign, |r| r);
-    via_actor!(rpc::Flush, Flush, |r| r);
-    via_actor!(rpc::SaveBinlogPaths, SaveBinlogs, |_r| ok());
-    via_actor!(rpc::UpdateChannelCheckpoint, UpdateCheckpoint, |_r| ok());
-    via_actor!(rpc::WatchChannels, WatchChannels, |_r| ok());
-    via_actor!(rpc::DropCollectionData, DropData, |_r| ok());
+/// datacoord's requests: changes run one at a time on the actor, reads go to the state.
+struct DataCoordService {
+    core: Arc<Core>,
+    exclusive: ExclusiveHandle<Core>,
+}
 
-    let c = core.clone();
-    s.serve::<rpc::GetFlushState, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            Ok(pb::GetFlushStateResponse {
-                status: Some(Default::default()),
-                flushed: c.state.lock().all_flushed(&req.segment_ids),
-            })
-        }
-    })
-    .await?;
-    let c = core.clone();
-    s.serve::<rpc::ReportDataNodeStats, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            let mut st = c.state.lock();
-            for s in req.segments {
-                if st.segments.get(&s.segment_id).is_some_and(crate::state::is_unflushed) {
-                    st.buffered_rows.insert(s.segment_id, s.num_rows);
-                }
+impl DataCoordHandler for DataCoordService {
+    type Error = FvError;
+
+    async fn assign_segment(&self, req: pb::AssignSegmentRequest) -> FvResult<pb::AssignSegmentResponse> {
+        self.exclusive.run("assign", move |c| async move { c.assign(req).await }).await
+    }
+
+    async fn flush(&self, req: pb::FlushRequest) -> FvResult<pb::FlushResponse> {
+        self.exclusive.run("flush", move |c| async move { c.flush(req).await }).await
+    }
+
+    async fn get_flush_state(&self, req: pb::GetFlushStateRequest) -> FvResult<pb::GetFlushStateResponse> {
+        Ok(pb::GetFlushStateResponse {
+            status: Some(Default::default()),
+            flushed: self.core.state.lock().all_flushed(&req.segment_ids),
+        })
+    }
+
+    async fn save_binlog_paths(&self, req: pb::SaveBinlogPathsRequest) -> FvResult<StatusResponse> {
+        self.exclusive.run("save_binlogs", move |c| async move { c.save_binlogs(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn update_channel_checkpoint(&self, req: pb::UpdateChannelCheckpointRequest) -> FvResult<StatusResponse> {
+        self.exclusive.run("update_checkpoint", move |c| async move { c.update_checkpoint(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn report_data_node_stats(&self, req: pb::ReportDataNodeStatsRequest) -> FvResult<StatusResponse> {
+        let mut st = self.core.state.lock();
+        for s in req.segments {
+            if st.segments.get(&s.segment_id).is_some_and(crate::state::is_unflushed) {
+                st.buffered_rows.insert(s.segment_id, s.num_rows);
             }
-            Ok(ok())
         }
-    })
-    .await?;
-    let c = core.clone();
-    s.serve::<rpc::GetRecoveryInfo, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move { Ok(c.state.lock().recovery_info(req.collection_id, &req.partition_ids)) }
-    })
-    .await?;
-    let c = core.clone();
-    s.serve::<rpc::GetSegmentInfo, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            let st = c.state.lock();
-            let mut segments: Vec<_> = if req.segment_ids.is_empty() {
-                st.segments
-                    .values()
-                    .filter(|s| s.collection_id == req.collection_id)
-                    .filter(|s| req.include_dropped || !crate::state::is(s, fv_proto::common::SegmentState::Dropped))
-                    .cloned()
-                    .collect()
-            } else {
-                req.segment_ids.iter().filter_map(|id| st.segments.get(id).cloned()).collect()
-            };
-            segments.sort_by_key(|s| s.id);
-            Ok(pb::GetSegmentInfoResponse { status: Some(Default::default()), segments })
-        }
-    })
-    .await?;
-    let c = core.clone();
-    s.serve::<rpc::GetCollectionStatistics, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            Ok(pb::GetCollectionStatisticsResponse {
-                status: Some(Default::default()),
-                row_count: c.state.lock().row_count(req.collection_id, &req.partition_ids),
-            })
-        }
-    })
-    .await?;
-    Ok(())
+        Ok(StatusResponse::ok())
+    }
+
+    async fn get_recovery_info(&self, req: pb::GetRecoveryInfoRequest) -> FvResult<pb::GetRecoveryInfoResponse> {
+        Ok(self.core.state.lock().recovery_info(req.collection_id, &req.partition_ids))
+    }
+
+    async fn get_segment_info(&self, req: pb::GetSegmentInfoRequest) -> FvResult<pb::GetSegmentInfoResponse> {
+        let st = self.core.state.lock();
+        let mut segments: Vec<_> = if req.segment_ids.is_empty() {
+            st.segments
+                .values()
+                .filter(|s| s.collection_id == req.collection_id)
+                .filter(|s| req.include_dropped || !crate::state::is(s, fv_proto::common::SegmentState::Dropped))
+                .cloned()
+                .collect()
+        } else {
+            req.segment_ids.iter().filter_map(|id| st.segments.get(id).cloned()).collect()
+        };
+        segments.sort_by_key(|s| s.id);
+        Ok(pb::GetSegmentInfoResponse { status: Some(Default::default()), segments })
+    }
+
+    async fn get_collection_statistics(
+        &self,
+        req: pb::GetCollectionStatisticsRequest,
+    ) -> FvResult<pb::GetCollectionStatisticsResponse> {
+        Ok(pb::GetCollectionStatisticsResponse {
+            status: Some(Default::default()),
+            row_count: self.core.state.lock().row_count(req.collection_id, &req.partition_ids),
+        })
+    }
+
+    async fn watch_channels(&self, req: pb::WatchChannelsRequest) -> FvResult<StatusResponse> {
+        self.exclusive.run("watch_channels", move |c| async move { c.watch_channels(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn drop_collection_data(&self, req: pb::DropCollectionDataRequest) -> FvResult<StatusResponse> {
+        self.exclusive.run("drop_data", move |c| async move { c.drop_data(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
 }
 
 /// Periodic work: sealing, channel assignment and re-delivery, reconciliation with
 /// rootcoord, garbage collection and log truncation.
-async fn background(ctx: RoleContext, core: Arc<Core>, actor: Addr<DataCoordActor>) {
+async fn background(ctx: RoleContext, core: Arc<Core>, exclusive: ExclusiveHandle<Core>) {
     let cfg = ctx.config.datacoord.clone();
-    if let Err(e) = actor.send(SealRecovered(())).await.map_err(mailbox_error).and_then(|r| r) {
+    if let Err(e) = exclusive.run("seal_recovered", |c| async move { c.seal_recovered().await }).await {
         tracing::warn!(error = %e, "could not seal segments of the previous run yet");
     }
     let mut last_reconcile = Instant::now() - Duration::from_secs(60);
@@ -157,17 +150,18 @@ async fn background(ctx: RoleContext, core: Arc<Core>, actor: Addr<DataCoordActo
             _ = ticker.tick() => {}
         }
         let run = async {
-            actor.send(SealIdle(Duration::from_secs(10))).await.map_err(mailbox_error)??;
+            exclusive.run("seal_idle", |c| async move { c.seal_idle(Duration::from_secs(10)).await }).await?;
             let live: Vec<NodeId> = session::list(&ctx.meta, Role::DataNode).await?.iter().map(|s| s.node_id).collect();
-            actor.send(AssignChannels(live.clone())).await.map_err(mailbox_error)??;
+            let nodes = live.clone();
+            exclusive.run("assign_channels", move |c| async move { c.assign_channels(Some(nodes)).await }).await?;
             redeliver(&ctx, &core, &live).await;
             if last_reconcile.elapsed() >= Duration::from_secs(5) {
                 last_reconcile = Instant::now();
-                reconcile_with_rootcoord(&ctx, &core, &actor).await?;
+                reconcile_with_rootcoord(&ctx, &core, &exclusive).await?;
             }
             if last_gc.elapsed() >= Duration::from_millis(cfg.gc_interval_ms) {
                 last_gc = Instant::now();
-                actor.send(CollectGarbage(())).await.map_err(mailbox_error)??;
+                exclusive.run("collect_garbage", |c| async move { c.collect_garbage().await }).await?;
             }
             if last_truncate.elapsed() >= Duration::from_millis(cfg.log_truncate_interval_ms) {
                 last_truncate = Instant::now();
@@ -184,14 +178,8 @@ async fn background(ctx: RoleContext, core: Arc<Core>, actor: Addr<DataCoordActo
 /// Re-sends watches a data node does not have (it restarted, or a delivery was lost).
 async fn redeliver(ctx: &RoleContext, core: &Core, live: &[NodeId]) {
     for &node in live {
-        let Ok(watched) = ctx
-            .rpc
-            .call_with_timeout::<datanode::WatchedChannels>(
-                Target::Node(node),
-                &WatchedChannelsRequest {},
-                Duration::from_secs(2),
-            )
-            .await
+        let Ok(watched) =
+            ctx.rpc.datanode(node).watched_channels(&WatchedChannelsRequest {}).timeout(Duration::from_secs(2)).await
         else {
             continue;
         };
@@ -212,14 +200,12 @@ async fn redeliver(ctx: &RoleContext, core: &Core, live: &[NodeId]) {
 
 /// Watches the channels of collections rootcoord knows but datacoord does not (their
 /// WatchChannels call was lost).
-async fn reconcile_with_rootcoord(ctx: &RoleContext, core: &Core, actor: &Addr<DataCoordActor>) -> FvResult<()> {
+async fn reconcile_with_rootcoord(ctx: &RoleContext, core: &Core, exclusive: &ExclusiveHandle<Core>) -> FvResult<()> {
     let list = ctx
         .rpc
-        .call_with_timeout::<rootcoord::ShowCollections>(
-            Target::Coord,
-            &ShowCollectionsRequest { db_name: String::new() },
-            Duration::from_secs(5),
-        )
+        .rootcoord()
+        .show_collections(&ShowCollectionsRequest { db_name: String::new() })
+        .timeout(Duration::from_secs(5))
         .await?;
     for info in list.collections {
         let missing = {
@@ -232,7 +218,7 @@ async fn reconcile_with_rootcoord(ctx: &RoleContext, core: &Core, actor: &Addr<D
                 vchannels: info.vchannels.clone(),
                 start_positions: info.start_positions.clone(),
             };
-            actor.send(WatchChannels(req)).await.map_err(mailbox_error)??;
+            exclusive.run("watch_channels", move |c| async move { c.watch_channels(req).await }).await?;
         }
     }
     Ok(())

@@ -1,13 +1,13 @@
-//! `DataNodeActor` owns this node's pipelines: it starts one per watched vchannel,
-//! stops it on unwatch and forwards flush requests to it.
+//! The data node's core owns its pipelines: it starts one per watched vchannel, stops
+//! it on unwatch and forwards flush requests to it. Watch, unwatch and flush run one at
+//! a time on the node's exclusive actor (see [`crate::service`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use fv_common::{Code, FvError, FvResult};
 use fv_proto::fv::datanode::{FlushSegmentsRequest, UnwatchDmChannelRequest, WatchDmChannelRequest};
-use fv_runtime::{RoleContext, atomic_handlers};
+use fv_runtime::RoleContext;
 use parking_lot::Mutex;
 
 use crate::pipeline::{self, Command, Pipeline, PipelineHandle};
@@ -63,17 +63,3 @@ impl Core {
         v
     }
 }
-
-pub struct DataNodeActor {
-    pub core: Arc<Core>,
-}
-
-impl Actor for DataNodeActor {
-    type Context = Context<Self>;
-}
-
-atomic_handlers!(DataNodeActor, core;
-    Watch(WatchDmChannelRequest) => watch -> ();
-    Unwatch(UnwatchDmChannelRequest) => unwatch -> ();
-    Flush(FlushSegmentsRequest) => flush -> ();
-);

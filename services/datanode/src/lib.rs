@@ -7,7 +7,8 @@
 //!   and the checkpoint below which everything is persisted.
 //! - [`flush`]: encoding and writing binlogs.
 //! - [`pipeline`]: the task that consumes one vchannel.
-//! - [`actor`]: `DataNodeActor`, which owns the pipelines (watch, unwatch, flush).
+//! - [`actor`]: the node's core, which owns the pipelines (watch, unwatch, flush).
+//! - [`service`]: the requests it serves; pipeline changes run on its exclusive actor.
 
 pub mod actor;
 pub mod buffer;

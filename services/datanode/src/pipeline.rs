@@ -24,8 +24,8 @@ use fv_proto::fv::datanode::WatchDmChannelRequest;
 use fv_proto::fv::meta::SegmentInfo;
 use fv_proto::fv::msg::{DmlMessage, MsgPosition, dml_message::Body};
 use fv_proto::fv::rootcoord::{AllocIdRequest, SyncTimeTickRequest};
-use fv_runtime::rpcs::{datacoord, rootcoord};
-use fv_runtime::{RoleContext, Shutdown, Target};
+use fv_runtime::Clients;
+use fv_runtime::{RoleContext, Shutdown};
 use fv_storage::SegmentData;
 use fv_storage::binlog::decode_stats_log;
 use prost::Message;
@@ -260,7 +260,7 @@ impl Pipeline {
             let pchannel = self.pchannel.clone();
             tokio::spawn(async move {
                 let req = SyncTimeTickRequest { pchannels: vec![pchannel], min_ts: ts };
-                let _ = rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, RPC_DEADLINE).await;
+                let _ = rpc.rootcoord().sync_time_tick(&req).retry(RPC_DEADLINE).await;
             });
         }
     }
@@ -274,12 +274,7 @@ impl Pipeline {
     }
 
     async fn alloc_ids(&self, count: u32) -> FvResult<i64> {
-        Ok(self
-            .ctx
-            .rpc
-            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, RPC_DEADLINE)
-            .await?
-            .id_begin)
+        Ok(self.ctx.rpc.rootcoord().alloc_id(&AllocIdRequest { count }).retry(RPC_DEADLINE).await?.id_begin)
     }
 
     async fn flush_segment(&mut self, id: SegmentId) -> FvResult<()> {
@@ -295,7 +290,7 @@ impl Pipeline {
                 checkpoint: Some(self.checkpoint()),
                 ..Default::default()
             };
-            self.ctx.rpc.call_retry::<datacoord::SaveBinlogPaths>(Target::Coord, &req, RPC_DEADLINE).await?;
+            self.ctx.rpc.datacoord().save_binlog_paths(&req).retry(RPC_DEADLINE).await?;
             self.buffer.skip.insert(id);
             return Ok(());
         };
@@ -327,7 +322,7 @@ impl Pipeline {
             checkpoint: Some(checkpoint.clone()),
             deleted_rows: buf.deletes.len() as i64,
         };
-        if let Err(e) = self.ctx.rpc.call_retry::<datacoord::SaveBinlogPaths>(Target::Coord, &req, RPC_DEADLINE).await {
+        if let Err(e) = self.ctx.rpc.datacoord().save_binlog_paths(&req).retry(RPC_DEADLINE).await {
             self.buffer.growing.insert(id, buf);
             return Err(e);
         }
@@ -378,9 +373,7 @@ impl Pipeline {
                 deleted_rows: deletes.len() as i64,
                 ..Default::default()
             };
-            if let Err(e) =
-                self.ctx.rpc.call_retry::<datacoord::SaveBinlogPaths>(Target::Coord, &req, RPC_DEADLINE).await
-            {
+            if let Err(e) = self.ctx.rpc.datacoord().save_binlog_paths(&req).retry(RPC_DEADLINE).await {
                 // Put them back: the delta log file becomes garbage, the deletes are retried.
                 if let Some(f) = self.buffer.flushed.get_mut(&id) {
                     let mut merged = deletes;
@@ -414,7 +407,7 @@ impl Pipeline {
                 vchannel: self.vchannel.clone(),
                 position: Some(cp.clone()),
             };
-            if self.ctx.rpc.call::<datacoord::UpdateChannelCheckpoint>(Target::Coord, &req).await.is_ok() {
+            if self.ctx.rpc.datacoord().update_channel_checkpoint(&req).await.is_ok() {
                 self.reported_checkpoint = cp.seq;
             }
         }
@@ -427,7 +420,7 @@ impl Pipeline {
         if !segments.is_empty() {
             let req =
                 ReportDataNodeStatsRequest { node_id: self.ctx.node_id, vchannel: self.vchannel.clone(), segments };
-            let _ = self.ctx.rpc.call::<datacoord::ReportDataNodeStats>(Target::Coord, &req).await;
+            let _ = self.ctx.rpc.datacoord().report_data_node_stats(&req).await;
         }
     }
 }

@@ -161,10 +161,7 @@ fn depends_on(svc: &Value) -> BTreeMap<String, String> {
 fn image_version(svc: &Value) -> Vec<u32> {
     let image = svc.get("image").and_then(Value::as_str).expect("an image");
     let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or_else(|| panic!("{image} is not pinned"));
-    tag.trim_start_matches('v')
-        .split(['-', '.'])
-        .map_while(|p| p.parse().ok())
-        .collect()
+    tag.trim_start_matches('v').split(['-', '.']).map_while(|p| p.parse().ok()).collect()
 }
 
 #[test]
@@ -305,7 +302,8 @@ fn dockerfile_builds_the_binary_the_services_run() {
         "the builder uses the workspace's Rust {rust_version}"
     );
     assert!(DOCKERFILE.contains("FROM rust:${RUST_VERSION}"), "the builder image follows RUST_VERSION");
-    for needed in ["protobuf-compiler", "cargo build --release --locked -p ferrovec", "curl", "ENTRYPOINT [\"ferrovec\"]"]
+    for needed in
+        ["protobuf-compiler", "cargo build --release --locked -p ferrovec", "curl", "ENTRYPOINT [\"ferrovec\"]"]
     {
         assert!(DOCKERFILE.contains(needed), "the Dockerfile lacks {needed}");
     }
@@ -528,7 +526,12 @@ async fn create_and_list_collection(port: u16) {
     let schema = CollectionSchema {
         name: "compose_check".into(),
         fields: vec![
-            FieldSchema { name: "id".into(), data_type: DataType::Int64 as i32, is_primary_key: true, ..Default::default() },
+            FieldSchema {
+                name: "id".into(),
+                data_type: DataType::Int64 as i32,
+                is_primary_key: true,
+                ..Default::default()
+            },
             FieldSchema {
                 name: "vec".into(),
                 data_type: DataType::FloatVector as i32,

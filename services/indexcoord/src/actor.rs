@@ -1,10 +1,9 @@
-//! `IndexCoordActor` serialises index meta changes and scheduling rounds.
+//! indexcoord's [`Core`]: index meta changes and scheduling rounds run one at a time
+//! on the role's exclusive actor (see [`crate::service`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use fv_common::{Code, CollectionId, FvError, FvResult, NodeId, SegmentId};
 use fv_index::IndexParams;
 use fv_metastore::TxnOp;
@@ -16,9 +15,9 @@ use fv_proto::fv::index::{
 };
 use fv_proto::fv::meta::{IndexInfo, SegmentIndexTask, SegmentInfo};
 use fv_proto::fv::rootcoord::{AllocIdRequest, AllocTimestampRequest};
+use fv_runtime::Clients;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::{datacoord, indexnode, rootcoord};
-use fv_runtime::{RoleContext, Target, atomic_handlers, session};
+use fv_runtime::{RoleContext, session};
 use fv_storage::paths;
 use parking_lot::RwLock;
 
@@ -49,23 +48,20 @@ fn same_params(a: &[KeyValuePair], b: &[KeyValuePair]) -> bool {
 
 impl Core {
     async fn alloc_id(&self) -> FvResult<i64> {
-        Ok(self
-            .ctx
-            .rpc
-            .call_retry::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count: 1 }, CALL_DEADLINE)
-            .await?
-            .id_begin)
+        Ok(self.ctx.rpc.rootcoord().alloc_id(&AllocIdRequest { count: 1 }).retry(CALL_DEADLINE).await?.id_begin)
     }
 
     async fn flushed_segments(&self, collection: CollectionId) -> FvResult<Vec<SegmentInfo>> {
         let r = self
             .ctx
             .rpc
-            .call_retry::<datacoord::GetSegmentInfo>(
-                Target::Coord,
-                &GetSegmentInfoRequest { segment_ids: vec![], collection_id: collection, include_dropped: false },
-                CALL_DEADLINE,
-            )
+            .datacoord()
+            .get_segment_info(&GetSegmentInfoRequest {
+                segment_ids: vec![],
+                collection_id: collection,
+                include_dropped: false,
+            })
+            .retry(CALL_DEADLINE)
             .await?;
         Ok(r.segments.into_iter().filter(|s| s.state == SegmentState::Flushed as i32).collect())
     }
@@ -106,7 +102,9 @@ impl Core {
         let ts = self
             .ctx
             .rpc
-            .call_retry::<rootcoord::AllocTimestamp>(Target::Coord, &AllocTimestampRequest { count: 1 }, CALL_DEADLINE)
+            .rootcoord()
+            .alloc_timestamp(&AllocTimestampRequest { count: 1 })
+            .retry(CALL_DEADLINE)
             .await?
             .timestamp;
         let info = IndexInfo {
@@ -244,7 +242,7 @@ impl Core {
 
     /// One scheduling round: new tasks, re-issue tasks of dead nodes, assign work,
     /// collect dropped indexes.
-    pub async fn schedule(&self, _: ()) -> FvResult<()> {
+    pub async fn schedule(&self) -> FvResult<()> {
         let collections: HashSet<CollectionId> =
             self.state.read().indexes.values().filter(|i| !i.deleted).map(|i| i.collection_id).collect();
         let mut live_segments: HashMap<CollectionId, HashSet<SegmentId>> = HashMap::new();
@@ -291,15 +289,8 @@ impl Core {
     async fn issue(&self, build_id: i64, nodes: &[NodeId]) -> FvResult<bool> {
         let mut best: Option<(NodeId, i64)> = None;
         for n in nodes {
-            if let Ok(s) = self
-                .ctx
-                .rpc
-                .call_with_timeout::<indexnode::GetJobStats>(
-                    Target::Node(*n),
-                    &GetJobStatsRequest {},
-                    Duration::from_secs(2),
-                )
-                .await
+            if let Ok(s) =
+                self.ctx.rpc.indexnode(*n).get_job_stats(&GetJobStatsRequest {}).timeout(Duration::from_secs(2)).await
             {
                 let free = s.slots - s.running;
                 if free > 0 && best.is_none_or(|(_, f)| free > f) {
@@ -317,11 +308,9 @@ impl Core {
         let segment = self
             .ctx
             .rpc
-            .call_retry::<datacoord::GetSegmentInfo>(
-                Target::Coord,
-                &GetSegmentInfoRequest { segment_ids: vec![task.segment_id], ..Default::default() },
-                CALL_DEADLINE,
-            )
+            .datacoord()
+            .get_segment_info(&GetSegmentInfoRequest { segment_ids: vec![task.segment_id], ..Default::default() })
+            .retry(CALL_DEADLINE)
             .await?
             .segments
             .into_iter()
@@ -334,12 +323,7 @@ impl Core {
         commit(&self.ctx.meta, vec![put_task(&t)]).await?;
         self.state.write().tasks.insert(build_id, t.clone());
         let req = BuildIndexRequest { task: Some(t), index: Some(index), segment: Some(segment), dim: 0 };
-        if let Err(e) = self
-            .ctx
-            .rpc
-            .call_with_timeout::<indexnode::BuildIndex>(Target::Node(node), &req, Duration::from_secs(10))
-            .await
-        {
+        if let Err(e) = self.ctx.rpc.indexnode(node).build_index(&req).timeout(Duration::from_secs(10)).await {
             tracing::warn!(error = %e, build_id, node, "build not accepted; will be re-issued");
             let op = {
                 let mut st = self.state.write();
@@ -434,20 +418,3 @@ impl Core {
         }
     }
 }
-
-pub struct IndexCoordActor {
-    pub core: Arc<Core>,
-}
-
-impl Actor for IndexCoordActor {
-    type Context = Context<Self>;
-}
-
-atomic_handlers!(IndexCoordActor, core;
-    Create(CreateIndexRequest) => create_index -> ();
-    Drop(DropIndexRequest) => drop_index -> ();
-    DropAll(DropCollectionIndexesRequest) => drop_collection_indexes -> ();
-    Report(ReportBuildResultRequest) => report -> ();
-    Corrupt(ReportCorruptIndexRequest) => report_corrupt -> ();
-    Schedule(()) => schedule -> ();
-);

@@ -4,6 +4,7 @@
 use fv_common::{FvError, FvResult};
 use fv_metastore::{MetaKvRef, Txn, TxnOp};
 use fv_proto::fv::meta::{IndexInfo, SegmentIndexTask};
+use fv_runtime::errors::meta_err;
 use prost::Message;
 
 const INDEX_PREFIX: &str = "indexcoord/index/";
@@ -14,10 +15,6 @@ pub fn index_key(i: &IndexInfo) -> String {
 }
 pub fn task_key(t: &SegmentIndexTask) -> String {
     format!("{TASK_PREFIX}{}", t.build_id)
-}
-
-pub fn meta_err(e: fv_metastore::MetaError) -> FvError {
-    FvError::unavailable(format!("meta store: {e}")).retriable(e.is_retriable())
 }
 
 pub async fn load(meta: &MetaKvRef) -> FvResult<(Vec<IndexInfo>, Vec<SegmentIndexTask>)> {

@@ -6,7 +6,7 @@
 //! [`MAX_RETRIES`] times). A task whose index node dies goes back to Unissued. Dropped
 //! indexes are marked, and a background pass removes their files and records.
 //!
-//! - [`catalog`]: typed keys; [`actor`]: `IndexCoordActor` and its core;
+//! - [`catalog`]: typed keys; [`actor`]: the core, whose changes run on the role's exclusive actor;
 //!   [`service`]: bus requests and the scheduling loop.
 
 pub mod actor;

@@ -1,25 +1,78 @@
-//! Starting indexcoord.
+//! Starting indexcoord and serving its requests.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use futures::StreamExt;
-use fv_common::FvResult;
+use fv_common::{FvError, FvResult};
 use fv_proto::fv::common::StatusResponse;
-use fv_runtime::actor::mailbox_error;
+use fv_proto::fv::index::{
+    CreateIndexRequest, DescribeIndexRequest, DescribeIndexResponse, DropCollectionIndexesRequest, DropIndexRequest,
+    GetSegmentIndexesRequest, GetSegmentIndexesResponse, IndexCoordHandler, ReportBuildResultRequest,
+    ReportCorruptIndexRequest, index_coord_routes,
+};
+use fv_runtime::actor::ExclusiveHandle;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::indexcoord as rpc;
 use fv_runtime::{RoleContext, Target, session};
 use parking_lot::RwLock;
 
-use crate::actor::*;
+use crate::actor::{Core, State};
 use crate::catalog;
 
 pub const SEGMENT_EVENT_SUBJECT: &str = "fv.evt.segment_flushed";
 
-fn ok() -> StatusResponse {
-    StatusResponse { status: Some(Default::default()) }
+/// indexcoord's requests: meta changes run one at a time on the actor, each followed by
+/// a scheduling round; reads go to the state.
+struct IndexCoordService {
+    core: Arc<Core>,
+    exclusive: ExclusiveHandle<Core>,
+}
+
+impl IndexCoordService {
+    /// Runs a meta change, then queues a scheduling round so new or failed tasks are
+    /// issued without waiting for the next tick.
+    async fn change<F, Fut>(&self, name: &'static str, f: F) -> FvResult<StatusResponse>
+    where
+        F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = FvResult<()>> + 'static,
+    {
+        self.exclusive.run(name, f).await?;
+        self.exclusive.spawn("schedule", |c| async move { c.schedule().await });
+        Ok(StatusResponse::ok())
+    }
+}
+
+impl IndexCoordHandler for IndexCoordService {
+    type Error = FvError;
+
+    async fn create_index(&self, req: CreateIndexRequest) -> FvResult<StatusResponse> {
+        self.change("create_index", move |c| async move { c.create_index(req).await }).await
+    }
+
+    async fn describe_index(&self, req: DescribeIndexRequest) -> FvResult<DescribeIndexResponse> {
+        self.core.describe(req.collection_id, &req.index_name)
+    }
+
+    async fn drop_index(&self, req: DropIndexRequest) -> FvResult<StatusResponse> {
+        self.change("drop_index", move |c| async move { c.drop_index(req).await }).await
+    }
+
+    async fn drop_collection_indexes(&self, req: DropCollectionIndexesRequest) -> FvResult<StatusResponse> {
+        self.change("drop_collection_indexes", move |c| async move { c.drop_collection_indexes(req).await }).await
+    }
+
+    async fn get_segment_indexes(&self, req: GetSegmentIndexesRequest) -> FvResult<GetSegmentIndexesResponse> {
+        Ok(self.core.segment_indexes(req.collection_id, &req.segment_ids))
+    }
+
+    async fn report_build_result(&self, req: ReportBuildResultRequest) -> FvResult<StatusResponse> {
+        self.change("report", move |c| async move { c.report(req).await }).await
+    }
+
+    async fn report_corrupt_index(&self, req: ReportCorruptIndexRequest) -> FvResult<StatusResponse> {
+        self.change("report_corrupt", move |c| async move { c.report_corrupt(req).await }).await
+    }
 }
 
 pub async fn start(ctx: RoleContext) -> FvResult<()> {
@@ -29,39 +82,9 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
         tasks: tasks.into_iter().map(|t| (t.build_id, t)).collect(),
     };
     let core = Arc::new(Core { ctx: ctx.clone(), state: RwLock::new(state) });
-    let actor = IndexCoordActor { core: core.clone() }.start();
-    let s = &ctx.server;
-    macro_rules! control {
-        ($rpc:ty, $msg:ident) => {{
-            let a = actor.clone();
-            s.serve::<$rpc, _, _>(Target::Coord, move |req| {
-                let a = a.clone();
-                async move {
-                    a.send($msg(req)).await.map_err(mailbox_error)??;
-                    a.do_send(Schedule(()));
-                    Ok(ok())
-                }
-            })
-            .await?;
-        }};
-    }
-    control!(rpc::CreateIndex, Create);
-    control!(rpc::DropIndex, Drop);
-    control!(rpc::DropCollectionIndexes, DropAll);
-    control!(rpc::ReportBuildResult, Report);
-    control!(rpc::ReportCorruptIndex, Corrupt);
-    let c = core.clone();
-    s.serve::<rpc::DescribeIndex, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move { c.describe(req.collection_id, &req.index_name) }
-    })
-    .await?;
-    let c = core.clone();
-    s.serve::<rpc::GetSegmentIndexes, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move { Ok(c.segment_indexes(req.collection_id, &req.segment_ids)) }
-    })
-    .await?;
+    let exclusive = ExclusiveHandle::start(core.clone());
+    let routes = index_coord_routes(Arc::new(IndexCoordService { core, exclusive: exclusive.clone() }));
+    ctx.server.serve(Target::Coord, routes).await?;
     session::register(
         ctx.meta.clone(),
         Role::IndexCoord,
@@ -85,7 +108,7 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
                 _ = ticker.tick() => {}
                 Some(_) = events.next() => {}
             }
-            if let Err(e) = actor.send(Schedule(())).await.map_err(mailbox_error).and_then(|r| r) {
+            if let Err(e) = exclusive.run("schedule", |c| async move { c.schedule().await }).await {
                 tracing::debug!(error = %e, "index scheduling round failed");
             }
         }

@@ -1,10 +1,11 @@
-//! `IndexNodeActor` accepts builds up to its slot count and runs each in the background.
+//! The index node's core accepts builds up to its slot count and runs each in the
+//! background; acceptance runs on the node's exclusive actor, so two requests never
+//! both take the last slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use actix::prelude::*;
 use fv_common::schema::Schema;
 use fv_common::{Code, FvError, FvResult};
 use fv_index::{IndexParams, IndexType, VectorIndex};
@@ -12,8 +13,8 @@ use fv_proto::common::{IndexState, KeyValuePair};
 use fv_proto::fv::index::{BuildIndexRequest, ReportBuildResultRequest};
 use fv_proto::fv::meta::{CollectionInfo, SegmentInfo};
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
-use fv_runtime::rpcs::{indexcoord, rootcoord};
-use fv_runtime::{RoleContext, Target, atomic_handlers};
+use fv_runtime::Clients;
+use fv_runtime::RoleContext;
 use fv_storage::ColumnData;
 use fv_storage::binlog::decode_insert_log;
 use fv_storage::paths;
@@ -63,11 +64,7 @@ impl Core {
                 }
             };
             running.fetch_sub(1, Ordering::AcqRel);
-            if let Err(e) = ctx
-                .rpc
-                .call_retry::<indexcoord::ReportBuildResult>(Target::Coord, &report, Duration::from_secs(30))
-                .await
-            {
+            if let Err(e) = ctx.rpc.indexcoord().report_build_result(&report).retry(Duration::from_secs(30)).await {
                 tracing::warn!(error = %e, build = task.build_id, "build result not reported; indexcoord will re-issue");
             }
         });
@@ -99,11 +96,9 @@ async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Built> {
     let index = req.index.as_ref().ok_or_else(|| FvError::invalid_parameter("build without index"))?;
     let desc = ctx
         .rpc
-        .call_retry::<rootcoord::DescribeCollection>(
-            Target::Coord,
-            &DescribeCollectionRequest { collection_id: segment.collection_id, ..Default::default() },
-            Duration::from_secs(10),
-        )
+        .rootcoord()
+        .describe_collection(&DescribeCollectionRequest { collection_id: segment.collection_id, ..Default::default() })
+        .retry(Duration::from_secs(10))
         .await?;
     let info: CollectionInfo =
         desc.collection.ok_or_else(|| FvError::collection_id_not_found(segment.collection_id))?;
@@ -180,15 +175,3 @@ async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Built> {
 fn index_file_name(field: i64, node: i64, attempt: i32) -> String {
     format!("{field}.node{node}.try{attempt}.fvidx")
 }
-
-pub struct IndexNodeActor {
-    pub core: Arc<Core>,
-}
-
-impl Actor for IndexNodeActor {
-    type Context = Context<Self>;
-}
-
-atomic_handlers!(IndexNodeActor, core;
-    Build(BuildIndexRequest) => accept -> ();
-);

@@ -14,15 +14,10 @@ use fv_proto::fv::index as ix;
 use fv_proto::fv::querycoord as qc;
 use fv_proto::fv::rootcoord as rc;
 use fv_proto::schema::LongArray;
-use fv_runtime::Target;
-use fv_runtime::rpcs::{datacoord, indexcoord, querycoord, rootcoord};
+use fv_runtime::Clients;
 
 use crate::meta_cache::{Collection, db_name};
 use crate::{COORD_DEADLINE, Proxy};
-
-async fn rc_call<R: fv_runtime::Rpc>(p: &Proxy, req: &R::Req) -> FvResult<R::Resp> {
-    p.ctx.rpc.call_retry::<R>(Target::Coord, req, COORD_DEADLINE).await
-}
 
 fn forget(p: &Proxy, db: &str, name: &str, id: Option<i64>) {
     p.cache.invalidate(db, name);
@@ -42,18 +37,22 @@ pub async fn create_collection(p: &Proxy, req: api::CreateCollectionRequest) -> 
         properties: req.properties,
         num_partitions: req.num_partitions,
     };
-    rc_call::<rootcoord::CreateCollection>(p, &r).await?;
+    p.ctx.rpc.rootcoord().create_collection(&r).retry(COORD_DEADLINE).await?;
     forget(p, &req.db_name, &req.collection_name, None);
     Ok(())
 }
 
 pub async fn drop_collection(p: &Proxy, req: api::DropCollectionRequest) -> FvResult<()> {
     let id = p.cache.get(&req.db_name, &req.collection_name).await.ok().map(|c| c.info.id);
-    rc_call::<rootcoord::DropCollection>(
-        p,
-        &rc::DropCollectionRequest { db_name: db_name(&req.db_name), collection_name: req.collection_name.clone() },
-    )
-    .await?;
+    p.ctx
+        .rpc
+        .rootcoord()
+        .drop_collection(&rc::DropCollectionRequest {
+            db_name: db_name(&req.db_name),
+            collection_name: req.collection_name.clone(),
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     forget(p, &req.db_name, &req.collection_name, id);
     Ok(())
 }
@@ -72,13 +71,17 @@ pub async fn describe_collection(
     req: api::DescribeCollectionRequest,
 ) -> FvResult<api::DescribeCollectionResponse> {
     let info = if req.collection_name.is_empty() && req.collection_id != 0 {
-        rc_call::<rootcoord::DescribeCollection>(
-            p,
-            &rc::DescribeCollectionRequest { collection_id: req.collection_id, ..Default::default() },
-        )
-        .await?
-        .collection
-        .ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
+        p.ctx
+            .rpc
+            .rootcoord()
+            .describe_collection(&rc::DescribeCollectionRequest {
+                collection_id: req.collection_id,
+                ..Default::default()
+            })
+            .retry(COORD_DEADLINE)
+            .await?
+            .collection
+            .ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
     } else {
         p.cache.invalidate(&req.db_name, &req.collection_name);
         p.cache.get(&req.db_name, &req.collection_name).await?.info.clone()
@@ -109,17 +112,24 @@ pub async fn describe_collection(
 }
 
 pub async fn show_collections(p: &Proxy, req: api::ShowCollectionsRequest) -> FvResult<api::ShowCollectionsResponse> {
-    let r = rc_call::<rootcoord::ShowCollections>(p, &rc::ShowCollectionsRequest { db_name: db_name(&req.db_name) })
+    let r = p
+        .ctx
+        .rpc
+        .rootcoord()
+        .show_collections(&rc::ShowCollectionsRequest { db_name: db_name(&req.db_name) })
+        .retry(COORD_DEADLINE)
         .await?;
     let mut out = api::ShowCollectionsResponse { status: Some(Default::default()), ..Default::default() };
     let in_memory = req.r#type == api::ShowType::InMemory as i32;
     for c in r.collections {
         if in_memory {
-            let st = rc_call::<querycoord::GetLoadState>(
-                p,
-                &qc::GetLoadStateRequest { collection_id: c.id, partition_ids: vec![] },
-            )
-            .await?;
+            let st = p
+                .ctx
+                .rpc
+                .querycoord()
+                .get_load_state(&qc::GetLoadStateRequest { collection_id: c.id, partition_ids: vec![] })
+                .retry(COORD_DEADLINE)
+                .await?;
             if st.state != LoadState::Loaded as i32 {
                 continue;
             }
@@ -135,16 +145,17 @@ pub async fn show_collections(p: &Proxy, req: api::ShowCollectionsRequest) -> Fv
 
 pub async fn rename_collection(p: &Proxy, req: api::RenameCollectionRequest) -> FvResult<()> {
     let id = p.cache.get(&req.db_name, &req.old_name).await.ok().map(|c| c.info.id);
-    rc_call::<rootcoord::RenameCollection>(
-        p,
-        &rc::RenameCollectionRequest {
+    p.ctx
+        .rpc
+        .rootcoord()
+        .rename_collection(&rc::RenameCollectionRequest {
             db_name: db_name(&req.db_name),
             old_name: req.old_name.clone(),
             new_name: req.new_name.clone(),
             new_db_name: req.new_db_name.clone(),
-        },
-    )
-    .await?;
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     forget(p, &req.db_name, &req.old_name, id);
     forget(p, &req.db_name, &req.new_name, None);
     Ok(())
@@ -152,30 +163,32 @@ pub async fn rename_collection(p: &Proxy, req: api::RenameCollectionRequest) -> 
 
 pub async fn create_partition(p: &Proxy, db: &str, collection: &str, partition: &str) -> FvResult<()> {
     let id = p.cache.get(db, collection).await?.info.id;
-    rc_call::<rootcoord::CreatePartition>(
-        p,
-        &rc::CreatePartitionRequest {
+    p.ctx
+        .rpc
+        .rootcoord()
+        .create_partition(&rc::CreatePartitionRequest {
             db_name: db_name(db),
             collection_name: collection.to_string(),
             partition_name: partition.to_string(),
-        },
-    )
-    .await?;
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     forget(p, db, collection, Some(id));
     Ok(())
 }
 
 pub async fn drop_partition(p: &Proxy, db: &str, collection: &str, partition: &str) -> FvResult<()> {
     let id = p.cache.get(db, collection).await?.info.id;
-    rc_call::<rootcoord::DropPartition>(
-        p,
-        &rc::DropPartitionRequest {
+    p.ctx
+        .rpc
+        .rootcoord()
+        .drop_partition(&rc::DropPartitionRequest {
             db_name: db_name(db),
             collection_name: collection.to_string(),
             partition_name: partition.to_string(),
-        },
-    )
-    .await?;
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     forget(p, db, collection, Some(id));
     Ok(())
 }
@@ -210,10 +223,8 @@ async fn vector_index(p: &Proxy, c: &Collection) -> FvResult<Option<ix::IndexSta
     match p
         .ctx
         .rpc
-        .call::<indexcoord::DescribeIndex>(
-            Target::Coord,
-            &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() },
-        )
+        .indexcoord()
+        .describe_index(&ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() })
         .await
     {
         Ok(r) => {
@@ -232,18 +243,24 @@ pub async fn load_collection(p: &Proxy, db: &str, collection: &str, replicas: i3
             c.schema.vector().name
         )));
     }
-    rc_call::<querycoord::LoadCollection>(
-        p,
-        &qc::LoadCollectionRequest { collection_id: c.info.id, replica_number: replicas.max(1) },
-    )
-    .await?;
+    p.ctx
+        .rpc
+        .querycoord()
+        .load_collection(&qc::LoadCollectionRequest { collection_id: c.info.id, replica_number: replicas.max(1) })
+        .retry(COORD_DEADLINE)
+        .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
 
 pub async fn release_collection(p: &Proxy, db: &str, collection: &str) -> FvResult<()> {
     let c = p.cache.get(db, collection).await?;
-    rc_call::<querycoord::ReleaseCollection>(p, &qc::ReleaseCollectionRequest { collection_id: c.info.id }).await?;
+    p.ctx
+        .rpc
+        .querycoord()
+        .release_collection(&qc::ReleaseCollectionRequest { collection_id: c.info.id })
+        .retry(COORD_DEADLINE)
+        .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -261,11 +278,16 @@ pub async fn load_partitions(p: &Proxy, db: &str, collection: &str, names: &[Str
         )));
     }
     let ids = partition_ids(&c, names)?;
-    rc_call::<querycoord::LoadPartitions>(
-        p,
-        &qc::LoadPartitionsRequest { collection_id: c.info.id, partition_ids: ids, replica_number: replicas.max(1) },
-    )
-    .await?;
+    p.ctx
+        .rpc
+        .querycoord()
+        .load_partitions(&qc::LoadPartitionsRequest {
+            collection_id: c.info.id,
+            partition_ids: ids,
+            replica_number: replicas.max(1),
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -273,11 +295,12 @@ pub async fn load_partitions(p: &Proxy, db: &str, collection: &str, names: &[Str
 pub async fn release_partitions(p: &Proxy, db: &str, collection: &str, names: &[String]) -> FvResult<()> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, names)?;
-    rc_call::<querycoord::ReleasePartitions>(
-        p,
-        &qc::ReleasePartitionsRequest { collection_id: c.info.id, partition_ids: ids },
-    )
-    .await?;
+    p.ctx
+        .rpc
+        .querycoord()
+        .release_partitions(&qc::ReleasePartitionsRequest { collection_id: c.info.id, partition_ids: ids })
+        .retry(COORD_DEADLINE)
+        .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -290,7 +313,11 @@ pub async fn load_state(
 ) -> FvResult<qc::GetLoadStateResponse> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, partitions)?;
-    rc_call::<querycoord::GetLoadState>(p, &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: ids })
+    p.ctx
+        .rpc
+        .querycoord()
+        .get_load_state(&qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: ids })
+        .retry(COORD_DEADLINE)
         .await
 }
 
@@ -356,18 +383,19 @@ pub async fn create_index(p: &Proxy, req: api::CreateIndexRequest) -> FvResult<(
         .and_then(|s| s.fields.iter().find(|f| f.field_id == field.id))
         .map(|f| f.type_params.clone())
         .unwrap_or_default();
-    rc_call::<indexcoord::CreateIndex>(
-        p,
-        &ix::CreateIndexRequest {
+    p.ctx
+        .rpc
+        .indexcoord()
+        .create_index(&ix::CreateIndexRequest {
             collection_id: c.info.id,
             field_id: field.id,
             index_name,
             type_params,
             index_params: params,
             user_index_params: req.extra_params,
-        },
-    )
-    .await?;
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     p.leaders.invalidate(c.info.id);
     Ok(())
 }
@@ -400,10 +428,8 @@ pub async fn describe_index(
     let r = p
         .ctx
         .rpc
-        .call::<indexcoord::DescribeIndex>(
-            Target::Coord,
-            &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: index_name.to_string() },
-        )
+        .indexcoord()
+        .describe_index(&ix::DescribeIndexRequest { collection_id: c.info.id, index_name: index_name.to_string() })
         .await?;
     let out: Vec<api::IndexDescription> = r
         .indexes
@@ -435,11 +461,13 @@ pub async fn describe_index(
 
 pub async fn drop_index(p: &Proxy, db: &str, collection: &str, field_name: &str, index_name: &str) -> FvResult<()> {
     let c = p.cache.get(db, collection).await?;
-    let st = rc_call::<querycoord::GetLoadState>(
-        p,
-        &qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: vec![] },
-    )
-    .await?;
+    let st = p
+        .ctx
+        .rpc
+        .querycoord()
+        .get_load_state(&qc::GetLoadStateRequest { collection_id: c.info.id, partition_ids: vec![] })
+        .retry(COORD_DEADLINE)
+        .await?;
     if st.state == LoadState::Loaded as i32 || st.state == LoadState::Loading as i32 {
         return Err(FvError::invalid_parameter(format!(
             "index cannot be dropped, collection is loaded, please release it first: collection={collection}"
@@ -454,11 +482,12 @@ pub async fn drop_index(p: &Proxy, db: &str, collection: &str, field_name: &str,
     } else {
         index_name.to_string()
     };
-    rc_call::<indexcoord::DropIndex>(
-        p,
-        &ix::DropIndexRequest { collection_id: c.info.id, index_name: name, partition_ids: vec![] },
-    )
-    .await?;
+    p.ctx
+        .rpc
+        .indexcoord()
+        .drop_index(&ix::DropIndexRequest { collection_id: c.info.id, index_name: name, partition_ids: vec![] })
+        .retry(COORD_DEADLINE)
+        .await?;
     Ok(())
 }
 
@@ -479,7 +508,8 @@ pub async fn flush(p: &Proxy, req: api::FlushRequest) -> FvResult<api::FlushResp
         api::FlushResponse { status: Some(Default::default()), db_name: db_name(&req.db_name), ..Default::default() };
     for name in &req.collection_names {
         let c = p.cache.get(&req.db_name, name).await?;
-        let r = rc_call::<datacoord::Flush>(p, &dc::FlushRequest { collection_id: c.info.id }).await?;
+        let r =
+            p.ctx.rpc.datacoord().flush(&dc::FlushRequest { collection_id: c.info.id }).retry(COORD_DEADLINE).await?;
         out.coll_seg_i_ds.insert(name.clone(), LongArray { data: r.segment_ids });
         out.flush_coll_seg_i_ds.insert(name.clone(), LongArray { data: r.flushed_segment_ids });
         out.coll_seal_times.insert(name.clone(), physical_ms(r.flush_ts) as i64 / 1000);
@@ -489,23 +519,30 @@ pub async fn flush(p: &Proxy, req: api::FlushRequest) -> FvResult<api::FlushResp
 }
 
 pub async fn flush_state(p: &Proxy, req: api::GetFlushStateRequest) -> FvResult<bool> {
-    let r = rc_call::<datacoord::GetFlushState>(
-        p,
-        &dc::GetFlushStateRequest { segment_ids: req.segment_i_ds, flush_ts: req.flush_ts, collection_id: 0 },
-    )
-    .await?;
+    let r = p
+        .ctx
+        .rpc
+        .datacoord()
+        .get_flush_state(&dc::GetFlushStateRequest {
+            segment_ids: req.segment_i_ds,
+            flush_ts: req.flush_ts,
+            collection_id: 0,
+        })
+        .retry(COORD_DEADLINE)
+        .await?;
     Ok(r.flushed)
 }
 
 pub async fn row_count(p: &Proxy, db: &str, collection: &str, partitions: &[String]) -> FvResult<i64> {
     let c = p.cache.get(db, collection).await?;
     let ids = partition_ids(&c, partitions)?;
-    Ok(rc_call::<datacoord::GetCollectionStatistics>(
-        p,
-        &dc::GetCollectionStatisticsRequest { collection_id: c.info.id, partition_ids: ids },
-    )
-    .await?
-    .row_count)
+    Ok(p.ctx
+        .rpc
+        .datacoord()
+        .get_collection_statistics(&dc::GetCollectionStatisticsRequest { collection_id: c.info.id, partition_ids: ids })
+        .retry(COORD_DEADLINE)
+        .await?
+        .row_count)
 }
 
 pub fn index_state_name(s: i32) -> &'static str {

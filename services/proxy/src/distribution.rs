@@ -14,20 +14,12 @@ use fv_proto::common::{SegmentLevel, SegmentState};
 use fv_proto::fv::index as ix;
 use fv_proto::fv::querycoord::{GetDistributionRequest, GetDistributionResponse};
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
-use fv_runtime::Target;
-use fv_runtime::rpcs::{indexcoord, querycoord, rootcoord};
+use fv_runtime::Clients;
 
 use crate::{COORD_DEADLINE, Proxy};
 
 async fn distribution(p: &Proxy, collection_id: i64) -> FvResult<GetDistributionResponse> {
-    p.ctx
-        .rpc
-        .call_retry::<querycoord::GetDistribution>(
-            Target::Coord,
-            &GetDistributionRequest { collection_id },
-            COORD_DEADLINE,
-        )
-        .await
+    p.ctx.rpc.querycoord().get_distribution(&GetDistributionRequest { collection_id }).retry(COORD_DEADLINE).await
 }
 
 /// The sealed segments query nodes serve for `collection`.
@@ -37,11 +29,9 @@ pub async fn query_segment_info(p: &Proxy, db: &str, collection: &str) -> FvResu
     let index_names: HashMap<i64, String> = if d.segments.iter().any(|s| s.index_id != 0) {
         p.ctx
             .rpc
-            .call_retry::<indexcoord::DescribeIndex>(
-                Target::Coord,
-                &ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() },
-                COORD_DEADLINE,
-            )
+            .indexcoord()
+            .describe_index(&ix::DescribeIndexRequest { collection_id: c.info.id, index_name: String::new() })
+            .retry(COORD_DEADLINE)
             .await?
             .indexes
             .into_iter()
@@ -84,11 +74,9 @@ pub async fn replicas(p: &Proxy, db: &str, name: &str, mut collection_id: i64) -
         let info = p
             .ctx
             .rpc
-            .call_retry::<rootcoord::DescribeCollection>(
-                Target::Coord,
-                &DescribeCollectionRequest { collection_id, ..Default::default() },
-                COORD_DEADLINE,
-            )
+            .rootcoord()
+            .describe_collection(&DescribeCollectionRequest { collection_id, ..Default::default() })
+            .retry(COORD_DEADLINE)
             .await?
             .collection;
         info.map(|c| c.partitions.iter().map(|p| p.id).collect()).unwrap_or_default()

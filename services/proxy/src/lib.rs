@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use fv_common::{FvError, FvResult, Timestamp};
 use fv_proto::fv::rootcoord::{AllocIdRequest, AllocTimestampRequest};
-use fv_runtime::rpcs::rootcoord;
-use fv_runtime::{RoleContext, Target};
+use fv_runtime::Clients;
+use fv_runtime::RoleContext;
 
 pub use service::start;
 
@@ -53,12 +53,10 @@ impl Proxy {
         Ok(self
             .ctx
             .rpc
-            .call_retry_each::<rootcoord::AllocTimestamp>(
-                Target::Coord,
-                &AllocTimestampRequest { count: 1 },
-                COORD_DEADLINE,
-                QUICK_ATTEMPT,
-            )
+            .rootcoord()
+            .alloc_timestamp(&AllocTimestampRequest { count: 1 })
+            .retry(COORD_DEADLINE)
+            .timeout(QUICK_ATTEMPT)
             .await?
             .timestamp)
     }
@@ -70,7 +68,10 @@ impl Proxy {
         Ok(self
             .ctx
             .rpc
-            .call_retry_each::<rootcoord::AllocId>(Target::Coord, &AllocIdRequest { count }, COORD_DEADLINE, QUICK_ATTEMPT)
+            .rootcoord()
+            .alloc_id(&AllocIdRequest { count })
+            .retry(COORD_DEADLINE)
+            .timeout(QUICK_ATTEMPT)
             .await?
             .id_begin)
     }

@@ -8,8 +8,8 @@ use fv_common::schema::Schema;
 use fv_common::{DEFAULT_DB_NAME, FvError, FvResult, PartitionId};
 use fv_proto::fv::meta::CollectionInfo;
 use fv_proto::fv::rootcoord::DescribeCollectionRequest;
-use fv_runtime::rpcs::rootcoord;
-use fv_runtime::{RpcClient, Target};
+use fv_runtime::Clients;
+use fv_runtime::RpcClient;
 use parking_lot::RwLock;
 
 pub const COLLECTION_EVENT_SUBJECT: &str = "fv.evt.collection";
@@ -58,8 +58,7 @@ impl MetaCache {
         }
         let req =
             DescribeCollectionRequest { db_name: db.clone(), collection_name: name.to_string(), collection_id: 0 };
-        let resp =
-            self.rpc.call_retry::<rootcoord::DescribeCollection>(Target::Coord, &req, crate::COORD_DEADLINE).await?;
+        let resp = self.rpc.rootcoord().describe_collection(&req).retry(crate::COORD_DEADLINE).await?;
         let info = resp.collection.ok_or_else(|| FvError::collection_not_found(&db, name))?;
         let schema = Arc::new(Schema::from_proto(
             info.schema.as_ref().ok_or_else(|| FvError::internal("collection without schema"))?,

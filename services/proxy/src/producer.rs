@@ -20,9 +20,9 @@ use fv_logbroker::{LogBrokerRef, OutgoingMessage};
 use fv_proto::fv::datacoord::{AssignSegmentRequest, SegmentIdRequest};
 use fv_proto::fv::msg::{DeleteMsg, DmlMessage, InsertMsg, dml_message::Body};
 use fv_proto::fv::rootcoord::AllocTimestampRequest;
+use fv_runtime::Clients;
+use fv_runtime::RpcClient;
 use fv_runtime::actor::mailbox_error;
-use fv_runtime::rpcs::{datacoord, rootcoord};
-use fv_runtime::{RpcClient, Target};
 use fv_storage::Column;
 use parking_lot::Mutex;
 use prost::Message as _;
@@ -117,12 +117,10 @@ async fn produce(
     msg: Produce,
 ) -> FvResult<Timestamp> {
     let ts = rpc
-        .call_retry_each::<rootcoord::AllocTimestamp>(
-            Target::Coord,
-            &AllocTimestampRequest { count: 1 },
-            COORD_DEADLINE,
-            QUICK_ATTEMPT,
-        )
+        .rootcoord()
+        .alloc_timestamp(&AllocTimestampRequest { count: 1 })
+        .retry(COORD_DEADLINE)
+        .timeout(QUICK_ATTEMPT)
         .await?
         .timestamp;
     let assignments = match &msg.inserts {
@@ -137,9 +135,7 @@ async fn produce(
                     row_bytes: b.row_bytes,
                 }],
             };
-            rpc.call_retry_each::<datacoord::AssignSegment>(Target::Coord, &req, COORD_DEADLINE, QUICK_ATTEMPT)
-                .await?
-                .assignments
+            rpc.datacoord().assign_segment(&req).retry(COORD_DEADLINE).timeout(QUICK_ATTEMPT).await?.assignments
         }
         _ => vec![],
     };

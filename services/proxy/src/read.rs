@@ -16,8 +16,7 @@ use fv_proto::fv::querynode as qn;
 use fv_proto::schema::field_data::Field;
 use fv_proto::schema::scalar_field::Data;
 use fv_proto::schema::{DataType, FieldData, LongArray, ScalarField, TemplateValue};
-use fv_runtime::Target;
-use fv_runtime::rpcs::{indexcoord, querycoord, querynode};
+use fv_runtime::Clients;
 use fv_storage::result::{Rows, merge_query, merge_search};
 use parking_lot::RwLock;
 use prost::Message;
@@ -61,11 +60,9 @@ async fn leaders(p: &Proxy, coll: &Collection) -> FvResult<Arc<Leaders>> {
     let resp = p
         .ctx
         .rpc
-        .call_retry::<querycoord::GetShardLeaders>(
-            Target::Coord,
-            &GetShardLeadersRequest { collection_id: coll.info.id },
-            COORD_DEADLINE,
-        )
+        .querycoord()
+        .get_shard_leaders(&GetShardLeadersRequest { collection_id: coll.info.id })
+        .retry(COORD_DEADLINE)
         .await
         .map_err(|e| match e.code {
             Code::CollectionNotLoaded => FvError::collection_not_loaded(coll.name()),
@@ -78,10 +75,8 @@ async fn leaders(p: &Proxy, coll: &Collection) -> FvResult<Arc<Leaders>> {
     let metric = match p
         .ctx
         .rpc
-        .call::<indexcoord::DescribeIndex>(
-            Target::Coord,
-            &DescribeIndexRequest { collection_id: coll.info.id, index_name: String::new() },
-        )
+        .indexcoord()
+        .describe_index(&DescribeIndexRequest { collection_id: coll.info.id, index_name: String::new() })
         .await
     {
         Ok(d) => d
@@ -364,11 +359,9 @@ pub async fn search(p: &Proxy, req: SearchRequest) -> FvResult<SearchResults> {
         async move {
             p.ctx
                 .rpc
-                .call_with_timeout::<querynode::Search>(
-                    Target::Node(leader.node_id),
-                    &r,
-                    std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000),
-                )
+                .querynode(leader.node_id)
+                .search(&r)
+                .timeout(std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000))
                 .await
         }
     })
@@ -433,11 +426,9 @@ async fn run_query(
         async move {
             p.ctx
                 .rpc
-                .call_with_timeout::<querynode::Query>(
-                    Target::Node(leader.node_id),
-                    &r,
-                    std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000),
-                )
+                .querynode(leader.node_id)
+                .query(&r)
+                .timeout(std::time::Duration::from_millis(r.timeout_ms as u64 + 5_000))
                 .await
         }
     })

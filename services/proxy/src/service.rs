@@ -11,9 +11,8 @@ use fv_common::{FvError, FvResult};
 use fv_proto::api::milvus_service_server::MilvusService;
 use fv_proto::api::*;
 use fv_proto::common::{ServerInfo, Status};
-use fv_proto::fv::proxy::ConfirmTimeTickResponse;
+use fv_proto::fv::proxy::{ConfirmTimeTickRequest, ConfirmTimeTickResponse, ProxyHandler, proxy_routes};
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::proxy as rpc;
 use fv_runtime::{RoleContext, Target, session};
 use tonic::{Request, Response};
 use tracing::Instrument;
@@ -34,17 +33,8 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<Proxy>> {
         leaders: LeaderCache::default(),
         ctx: ctx.clone(),
     });
-    let p = proxy.clone();
     // Served before the session exists: rootcoord only asks registered proxies.
-    ctx.server
-        .serve::<rpc::ConfirmTimeTick, _, _>(Target::Node(ctx.node_id), move |req| {
-            let p = p.clone();
-            async move {
-                p.producers.confirm_all().await;
-                Ok(ConfirmTimeTickResponse { status: Some(Default::default()), confirmed: req.timestamp })
-            }
-        })
-        .await?;
+    ctx.server.serve(Target::Node(ctx.node_id), proxy_routes(proxy.clone())).await?;
     follow_changes(&proxy).await?;
     session::register(
         ctx.meta.clone(),
@@ -57,6 +47,16 @@ pub async fn start(ctx: RoleContext) -> FvResult<Arc<Proxy>> {
     .await?;
     tracing::info!(node_id = ctx.node_id, "proxy started");
     Ok(proxy)
+}
+
+/// What the proxy serves on the bus (rootcoord's time-tick confirmations).
+impl ProxyHandler for Proxy {
+    type Error = FvError;
+
+    async fn confirm_time_tick(&self, req: ConfirmTimeTickRequest) -> FvResult<ConfirmTimeTickResponse> {
+        self.producers.confirm_all().await;
+        Ok(ConfirmTimeTickResponse { status: Some(Default::default()), confirmed: req.timestamp })
+    }
 }
 
 async fn follow_changes(proxy: &Arc<Proxy>) -> FvResult<()> {

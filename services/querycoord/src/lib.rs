@@ -8,11 +8,19 @@
 //! lost requests and querycoord restarts the same case.
 //!
 //! - [`planner`]: the pure diff between target and actual distribution.
-//! - [`actor`]: `QueryCoordActor`, which runs load/release and reconciliation rounds.
+//! - [`reconcile`]: a round: targets and reports in, the planner's actions out.
+//! - [`actions`]: one executor per action; segment and channel moves are persisted
+//!   procedures, resumed after a restart.
+//! - [`actor`]: the core (load intents, progress, leaders); load/release and rounds run
+//!   on the role's exclusive actor.
+//! - [`distribution`]: GetDistribution, read from the nodes.
 //! - [`service`]: bus requests and the periodic loop.
 
+pub mod actions;
 pub mod actor;
+pub mod distribution;
 pub mod planner;
+pub mod reconcile;
 pub mod service;
 
 pub use service::start;

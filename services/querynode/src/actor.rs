@@ -1,10 +1,10 @@
-//! `QueryNodeActor`: the control plane of a query node. It serialises watch/unwatch,
-//! segment loads and releases and distribution changes; reads bypass it.
+//! The control plane of a query node: watch/unwatch, segment loads and releases and
+//! distribution changes, run one at a time on the node's exclusive actor (see
+//! [`crate::service`]); reads bypass it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use fv_common::schema::Schema;
 use fv_common::{FvError, FvResult, PrimaryKey};
 use fv_proto::fv::index::ReportCorruptIndexRequest;
@@ -13,8 +13,7 @@ use fv_proto::fv::querynode::{
     ApplyDeleteRequest, LoadSegmentsRequest, ReleaseSegmentsRequest, SyncDistributionRequest, UnsubDmChannelRequest,
     WatchDmChannelRequest,
 };
-use fv_runtime::rpcs::indexcoord;
-use fv_runtime::{Target, atomic_handlers};
+use fv_runtime::Clients;
 
 use crate::delegator::Delegator;
 use crate::loader;
@@ -44,7 +43,7 @@ impl Core {
             return Ok(());
         }
         let schema = schema_of(req.collection.as_ref())?;
-        let stop = self.node.ctx.shutdown.child();
+        let stop = self.node.ctx().shutdown.child();
         let d = Delegator::new(
             channel.collection_id,
             channel.vchannel.clone(),
@@ -57,7 +56,7 @@ impl Core {
         );
         let seek = channel.seek_position.as_ref().map(|p| p.seq).unwrap_or(0);
         self.node.delegators.write().insert(channel.vchannel.clone(), d.clone());
-        tokio::spawn(d.run(self.node.clone(), seek));
+        tokio::spawn(d.run(self.node.worker.clone(), seek));
         Ok(())
     }
 
@@ -71,13 +70,13 @@ impl Core {
     pub async fn load(&self, req: LoadSegmentsRequest) -> FvResult<()> {
         let schema = schema_of(req.collection.as_ref())?;
         for info in &req.segments {
-            let existing = self.node.segments.read().get(&info.id).cloned();
+            let existing = self.node.worker.segments.read().get(&info.id).cloned();
             let seg = match existing {
                 Some(s) => s,
                 None => {
-                    let seg = Arc::new(loader::load_segment(&self.node.ctx.objects, schema.clone(), info).await?);
+                    let seg = Arc::new(loader::load_segment(&self.node.ctx().objects, schema.clone(), info).await?);
                     tracing::debug!(segment = info.id, rows = seg.num_rows(), "sealed segment loaded");
-                    self.node.segments.write().insert(info.id, seg.clone());
+                    self.node.worker.segments.write().insert(info.id, seg.clone());
                     seg
                 }
             };
@@ -97,20 +96,19 @@ impl Core {
             let _ = seg.set_index(None);
             return;
         };
-        let loaded = loader::load_index(&self.node.ctx.objects, task).await;
+        let loaded = loader::load_index(&self.node.ctx().objects, task).await;
         let result = loaded.and_then(|ix| seg.set_index(Some(ix)));
         match result {
             Ok(()) => tracing::info!(segment = seg.id, build = want, "segment searches through its index"),
             Err(e) => {
                 tracing::warn!(segment = seg.id, build = want, error = %e, "index unusable; asking for a rebuild");
-                let report =
-                    ReportCorruptIndexRequest { build_id: want, node_id: self.node.ctx.node_id, reason: e.to_string() };
-                if let Err(e) = self
-                    .node
-                    .ctx
-                    .rpc
-                    .call_with_timeout::<indexcoord::ReportCorruptIndex>(Target::Coord, &report, REPORT_TIMEOUT)
-                    .await
+                let report = ReportCorruptIndexRequest {
+                    build_id: want,
+                    node_id: self.node.ctx().node_id,
+                    reason: e.to_string(),
+                };
+                if let Err(e) =
+                    self.node.ctx().rpc.indexcoord().report_corrupt_index(&report).timeout(REPORT_TIMEOUT).await
                 {
                     tracing::warn!(error = %e, build = want, "corrupt index not reported; will retry");
                 }
@@ -119,7 +117,7 @@ impl Core {
     }
 
     pub async fn release(&self, req: ReleaseSegmentsRequest) -> FvResult<()> {
-        let mut segs = self.node.segments.write();
+        let mut segs = self.node.worker.segments.write();
         for id in &req.segment_ids {
             segs.remove(id);
         }
@@ -128,7 +126,7 @@ impl Core {
 
     pub async fn sync(&self, req: SyncDistributionRequest) -> FvResult<()> {
         let d = self.node.delegator(&req.vchannel)?;
-        d.sync(&self.node, req).await
+        d.sync(&self.node.worker, req).await
     }
 }
 
@@ -143,24 +141,8 @@ pub fn apply_delete(node: &NodeState, req: ApplyDeleteRequest) -> FvResult<()> {
     if keys.len() != req.timestamps.len() {
         return Err(FvError::invalid_parameter("delete keys and timestamps differ in length"));
     }
-    for s in node.sealed(&req.segment_ids)? {
+    for s in node.worker.sealed(&req.segment_ids)? {
         s.delete(&keys, &req.timestamps);
     }
     Ok(())
 }
-
-pub struct QueryNodeActor {
-    pub core: Arc<Core>,
-}
-
-impl Actor for QueryNodeActor {
-    type Context = Context<Self>;
-}
-
-atomic_handlers!(QueryNodeActor, core;
-    Watch(WatchDmChannelRequest) => watch -> ();
-    Unsub(UnsubDmChannelRequest) => unsub -> ();
-    Load(LoadSegmentsRequest) => load -> ();
-    Release(ReleaseSegmentsRequest) => release -> ();
-    Sync(SyncDistributionRequest) => sync -> ();
-);

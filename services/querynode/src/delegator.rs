@@ -37,15 +37,15 @@ use fv_logbroker::{SeekFrom, SubjectFilter};
 use fv_proto::fv::msg::{DeleteMsg, DmlMessage, InsertMsg, dml_message::Body};
 use fv_proto::fv::querynode::{ApplyDeleteRequest, SyncDistributionRequest, SyncType};
 use fv_proto::fv::rootcoord::SyncTimeTickRequest;
-use fv_runtime::rpcs::{querynode, rootcoord};
-use fv_runtime::{Shutdown, Target};
+use fv_runtime::Clients;
+use fv_runtime::Shutdown;
 use fv_storage::SegmentData;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::sync::watch;
 
-use crate::node::NodeState;
 use crate::segment::{Segment, SegmentPlace};
+use crate::worker::Worker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedPlace {
@@ -230,7 +230,7 @@ impl Delegator {
     /// rootcoord for a tick instead of waiting for the next period.
     pub async fn wait_serviceable(
         &self,
-        node: &NodeState,
+        worker: &Worker,
         guarantee: Timestamp,
         timeout: Duration,
     ) -> FvResult<Timestamp> {
@@ -238,27 +238,25 @@ impl Delegator {
             // Strong: a tick published after this request arrived covers every write
             // acknowledged before it.
             let req = SyncTimeTickRequest { pchannels: vec![self.pchannel.clone()], min_ts: 0 };
-            node.ctx.rpc.call_with_timeout::<rootcoord::SyncTimeTick>(Target::Coord, &req, timeout).await?.timestamp
+            worker.ctx.rpc.rootcoord().sync_time_tick(&req).timeout(timeout).await?.timestamp
         } else {
             guarantee
         };
-        let ts = self.wait_tick(node, guarantee, timeout).await?;
+        let ts = self.wait_tick(worker, guarantee, timeout).await?;
         Ok(ts.max(self.consumed.load(Ordering::Acquire)))
     }
 
-    async fn wait_tick(&self, node: &NodeState, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
+    async fn wait_tick(&self, worker: &Worker, guarantee: Timestamp, timeout: Duration) -> FvResult<Timestamp> {
         let mut rx = self.serviceable.subscribe();
         let now = *rx.borrow_and_update();
         if now >= guarantee {
             return Ok(now);
         }
         if self.sync_requested.fetch_max(guarantee, Ordering::AcqRel) < guarantee {
-            let rpc = node.ctx.rpc.clone();
+            let rpc = worker.ctx.rpc.clone();
             let req = SyncTimeTickRequest { pchannels: vec![self.pchannel.clone()], min_ts: guarantee };
             tokio::spawn(async move {
-                if let Err(e) =
-                    rpc.call_retry::<rootcoord::SyncTimeTick>(Target::Coord, &req, Duration::from_secs(10)).await
-                {
+                if let Err(e) = rpc.rootcoord().sync_time_tick(&req).retry(Duration::from_secs(10)).await {
                     tracing::debug!(error = %e, "time tick sync request failed");
                 }
             });
@@ -303,12 +301,12 @@ impl Delegator {
     }
 
     /// Consumes the vchannel from just after `seek_seq` until stopped.
-    pub async fn run(self: Arc<Self>, node: Arc<NodeState>, mut last_seq: u64) {
+    pub async fn run(self: Arc<Self>, worker: Arc<Worker>, mut last_seq: u64) {
         tracing::info!(vchannel = %self.vchannel, from = last_seq, "delegator started");
         let filter = SubjectFilter::Subjects(vec![vchannel_subject(&self.vchannel), tick_subject(&self.pchannel)]);
         loop {
             let mut stream =
-                match node.ctx.broker.subscribe(&self.pchannel, filter.clone(), SeekFrom::After(last_seq)).await {
+                match worker.ctx.broker.subscribe(&self.pchannel, filter.clone(), SeekFrom::After(last_seq)).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, vchannel = %self.vchannel, "cannot consume; retrying");
@@ -330,7 +328,7 @@ impl Delegator {
                     Some(Ok(msg)) => {
                         let seq = msg.position;
                         match DmlMessage::decode(msg.payload) {
-                            Ok(m) => self.process(&node, m, seq).await,
+                            Ok(m) => self.process(&worker, m, seq).await,
                             Err(e) => tracing::error!(error = %e, seq, "undecodable log record skipped"),
                         }
                         last_seq = seq;
@@ -345,10 +343,10 @@ impl Delegator {
         }
     }
 
-    async fn process(&self, node: &NodeState, msg: DmlMessage, seq: u64) {
+    async fn process(&self, worker: &Worker, msg: DmlMessage, seq: u64) {
         match msg.body {
             Some(Body::Insert(ins)) if ins.vchannel == self.vchannel => self.on_insert(ins, seq),
-            Some(Body::Delete(del)) if del.vchannel == self.vchannel => self.on_delete(node, del, seq).await,
+            Some(Body::Delete(del)) if del.vchannel == self.vchannel => self.on_delete(worker, del, seq).await,
             Some(Body::TimeTick(tt)) => {
                 self.unsettled.lock().retain(|_, v| {
                     v.retain(|(ts, _)| *ts > tt.timestamp);
@@ -421,7 +419,7 @@ impl Delegator {
         }
     }
 
-    async fn on_delete(&self, node: &NodeState, del: DeleteMsg, seq: u64) {
+    async fn on_delete(&self, worker: &Worker, del: DeleteMsg, seq: u64) {
         let Some(ids) = &del.primary_keys else { return };
         let keys: Vec<PrimaryKey> = PkColumn::from_ids(ids).iter().collect();
         let ts = vec![del.timestamp; keys.len()];
@@ -437,7 +435,7 @@ impl Delegator {
             by_node.entry(place.node).or_default().push(*id);
         }
         for (n, segs) in by_node {
-            self.apply_on_worker(node, n, segs, &keys, &ts).await;
+            self.apply_on_worker(worker, n, segs, &keys, &ts).await;
         }
         {
             let mut u = self.unsettled.lock();
@@ -454,18 +452,18 @@ impl Delegator {
         self.consumed.fetch_max(del.timestamp, Ordering::AcqRel);
     }
 
-    /// Applies deletes to sealed segments held by `worker` (this node or another).
+    /// Applies deletes to sealed segments held by node `target` (this node or another).
     async fn apply_on_worker(
         &self,
-        node: &NodeState,
-        worker: NodeId,
+        worker: &Worker,
+        target: NodeId,
         segments: Vec<SegmentId>,
         keys: &[PrimaryKey],
         ts: &[Timestamp],
     ) {
-        if worker == node.ctx.node_id {
+        if target == worker.ctx.node_id {
             for id in &segments {
-                if let Some(s) = node.segments.read().get(id).cloned() {
+                if let Some(s) = worker.segments.read().get(id).cloned() {
                     s.delete(keys, ts);
                 }
             }
@@ -480,15 +478,13 @@ impl Delegator {
         };
         // A worker that cannot take the delete will have the segment reassigned and
         // reloaded (with its delta logs), so failing here is logged, not fatal.
-        if let Err(e) =
-            node.ctx.rpc.call_retry::<querynode::ApplyDelete>(Target::Node(worker), &req, Duration::from_secs(10)).await
-        {
-            tracing::error!(error = %e, worker, "could not forward deletes to a worker");
+        if let Err(e) = worker.ctx.rpc.querynode(target).apply_delete(&req).retry(Duration::from_secs(10)).await {
+            tracing::error!(error = %e, worker = target, "could not forward deletes to a worker");
         }
     }
 
     /// Applies a distribution change from querycoord (handoff of sealed segments).
-    pub async fn sync(&self, node: &NodeState, req: SyncDistributionRequest) -> FvResult<()> {
+    pub async fn sync(&self, worker: &Worker, req: SyncDistributionRequest) -> FvResult<()> {
         let mut buffer = self.deletes.lock().await;
         if req.serve && self.standby.swap(false, Ordering::AcqRel) {
             tracing::info!(vchannel = %self.vchannel, serviceable = self.serviceable_ts(), "delegator now serves as shard leader");
@@ -513,7 +509,7 @@ impl Delegator {
                     if !recs.is_empty() {
                         let keys: Vec<PrimaryKey> = recs.iter().map(|d| d.key.clone()).collect();
                         let ts: Vec<Timestamp> = recs.iter().map(|d| d.ts).collect();
-                        self.apply_on_worker(node, a.node_id, vec![a.segment_id], &keys, &ts).await;
+                        self.apply_on_worker(worker, a.node_id, vec![a.segment_id], &keys, &ts).await;
                     }
                     let mut growing = self.growing.write();
                     let mut sealed = self.sealed.write();

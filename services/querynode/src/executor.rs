@@ -10,8 +10,7 @@ use fv_common::{FvError, FvResult, NodeId, SegmentId, Timestamp};
 use fv_index::Metric;
 use fv_proto::fv::querynode::{QueryRequest, QueryResponse, SearchRequest, SearchResponse};
 use fv_proto::schema::SearchResultData;
-use fv_runtime::Target;
-use fv_runtime::rpcs::querynode;
+use fv_runtime::Clients;
 use fv_storage::result::{Rows, merge_query, merge_search};
 
 use crate::delegator::{ReadPin, Snapshot};
@@ -109,8 +108,8 @@ fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, Remot
     let mut local = snap.growing;
     let mut remote = Vec::new();
     for (n, segs) in snap.sealed {
-        if n == node.ctx.node_id {
-            local.extend(node.sealed(&segs)?);
+        if n == node.ctx().node_id {
+            local.extend(node.worker.sealed(&segs)?);
         } else {
             remote.push((n, segs));
         }
@@ -124,7 +123,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
     }
     let d = node.delegator(&req.vchannel)?;
     d.check_serving()?;
-    let mvcc = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
+    let mvcc = d.wait_serviceable(&node.worker, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
     let job = Arc::new(search_job(&schema, &req, mvcc)?);
     let (local, remote, _pin) = split(&node, d.snapshot(&req.partition_ids))?;
@@ -133,8 +132,8 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
         r.from_delegator = true;
         r.segment_ids = segs;
         r.mvcc_ts = mvcc;
-        let rpc = node.ctx.rpc.clone();
-        async move { rpc.call_with_timeout::<querynode::Search>(Target::Node(n), &r, timeout_of(req.timeout_ms)).await }
+        let rpc = node.ctx().rpc.clone();
+        async move { rpc.querynode(n).search(&r).timeout(timeout_of(req.timeout_ms)).await }
     });
     let (job2, schema2) = (job.clone(), schema.clone());
     let local_task = tokio::task::spawn_blocking(move || search_segments(local, job2, schema2));
@@ -146,7 +145,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
 }
 
 async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
-    let segments = node.sealed(&req.segment_ids)?;
+    let segments = node.worker.sealed(&req.segment_ids)?;
     let Some(schema) = segments.first().map(|s| s.schema.clone()) else {
         let nq = req.nq.max(0) as usize;
         return Ok(SearchResponse {
@@ -216,7 +215,7 @@ fn empty_columns(schema: &Schema, job: &QueryJob) -> Vec<fv_proto::schema::Field
 
 pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryResponse> {
     if req.from_delegator {
-        let segments = node.sealed(&req.segment_ids)?;
+        let segments = node.worker.sealed(&req.segment_ids)?;
         let Some(schema) = segments.first().map(|s| s.schema.clone()) else {
             return Ok(QueryResponse { status: Some(Default::default()), mvcc_ts: req.mvcc_ts, ..Default::default() });
         };
@@ -229,7 +228,7 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
     }
     let d = node.delegator(&req.vchannel)?;
     d.check_serving()?;
-    let serviceable = d.wait_serviceable(&node, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
+    let serviceable = d.wait_serviceable(&node.worker, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     // A pinned snapshot (the later pages of a query iterator) reads at its own timestamp
     // once the shard has caught up with it; otherwise at everything consumed.
     let mvcc = if req.mvcc_ts > 0 { req.mvcc_ts.min(serviceable) } else { serviceable };
@@ -241,8 +240,8 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
         r.from_delegator = true;
         r.segment_ids = segs;
         r.mvcc_ts = mvcc;
-        let rpc = node.ctx.rpc.clone();
-        async move { rpc.call_with_timeout::<querynode::Query>(Target::Node(n), &r, timeout_of(req.timeout_ms)).await }
+        let rpc = node.ctx().rpc.clone();
+        async move { rpc.querynode(n).query(&r).timeout(timeout_of(req.timeout_ms)).await }
     });
     let (j2, s2) = (job.clone(), schema.clone());
     let local_task = tokio::task::spawn_blocking(move || query_segments(local, j2, s2));

@@ -7,9 +7,12 @@
 //! - [`segment`]: a segment in memory (rows, per-row delete timestamps, primary-key
 //!   index) and search/retrieve over it with MVCC visibility.
 //! - [`loader`]: reading sealed segments from object storage.
+//! - [`worker`]: the sealed segments this node serves (to its own delegators and others').
 //! - [`delegator`]: one vchannel's consumer and distribution.
+//! - [`node`]: what the node holds: its delegators and its worker.
 //! - [`executor`]: search/query requests, locally and across workers.
-//! - [`actor`]: `QueryNodeActor`, the control plane (watch, load, release, handoff).
+//! - [`actor`]: the control plane (watch, load, release, handoff).
+//! - [`service`]: the requests it serves; control-plane changes run on its exclusive actor.
 
 pub mod actor;
 pub mod delegator;
@@ -18,5 +21,6 @@ pub mod loader;
 pub mod node;
 pub mod segment;
 pub mod service;
+pub mod worker;
 
 pub use service::start;

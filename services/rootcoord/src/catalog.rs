@@ -5,7 +5,8 @@
 //! - `rootcoord/tso_limit`, `rootcoord/id_limit`: allocator limits (decimal);
 //! - `rootcoord/collection/<id>`: a `CollectionInfo`;
 //! - `rootcoord/name/<db>/<name>`: the id of the live collection with that name (its
-//!   presence makes names unique through compare-and-swap).
+//!   presence makes names unique through compare-and-swap);
+//! - `rootcoord/procedure/<id>`: a DDL procedure in progress (see [`crate::ddl`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use fv_common::{CollectionId, FvError, FvResult};
 use fv_metastore::{Compare, MetaKvRef, Txn, TxnOp};
 use fv_proto::fv::meta::{CollectionInfo, CollectionState};
+use fv_runtime::errors::meta_err;
 use prost::Message;
 
 pub const TSO_LIMIT_KEY: &str = "rootcoord/tso_limit";
@@ -27,10 +29,6 @@ pub fn collection_key(id: CollectionId) -> String {
 
 pub fn name_key(db: &str, name: &str) -> String {
     format!("{NAME_PREFIX}{db}/{name}")
-}
-
-pub fn meta_err(e: fv_metastore::MetaError) -> FvError {
-    FvError::new(fv_common::Code::ServiceUnavailable, format!("meta store: {e}")).retriable(e.is_retriable())
 }
 
 pub async fn load_u64(meta: &MetaKvRef, key: &str) -> FvResult<u64> {
@@ -118,6 +116,15 @@ impl Catalog {
         }
         m
     }
+}
+
+/// The catalog as the meta store holds it.
+pub async fn recover(meta: &MetaKvRef) -> FvResult<Catalog> {
+    let mut cat = Catalog::default();
+    for info in load_all(meta).await? {
+        cat.insert(info);
+    }
+    Ok(cat)
 }
 
 /// Loads every stored collection.

@@ -3,42 +3,134 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use fv_common::{FvError, FvResult};
 use fv_proto::fv::common::StatusResponse;
-use fv_proto::fv::meta::CollectionState;
-use fv_proto::fv::rootcoord as pb;
+use fv_proto::fv::meta::{CollectionInfo, CollectionState};
+use fv_proto::fv::rootcoord::{self as pb, RootCoordHandler, root_coord_routes};
+use fv_runtime::actor::ExclusiveHandle;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::rootcoord as rpc;
 use fv_runtime::{RoleContext, Target, session};
 use parking_lot::RwLock;
 
-use crate::actor::{DdlActor, DdlHandle, DdlRequest, TsoActor, TsoHandle};
-use crate::catalog::{self, Catalog, ID_LIMIT_KEY, TSO_LIMIT_KEY};
+use crate::catalog::{self, Catalog};
 use crate::ddl::{Ddl, resolve_db};
 use crate::ticker::Ticker;
-use crate::tso::{IdAllocator, Tso};
+use crate::tso::TsoHandle;
 
-fn ok() -> StatusResponse {
-    StatusResponse { status: Some(Default::default()) }
+/// rootcoord's requests: allocation goes to the TSO actor, DDL runs one request at a
+/// time on the DDL actor (so DDL is applied in timestamp order), reads are served from
+/// the shared catalog without waiting for either.
+struct RootCoordService {
+    tso: TsoHandle,
+    ddl: ExclusiveHandle<Ddl>,
+    catalog: Arc<RwLock<Catalog>>,
+    ticker: Arc<Ticker>,
+}
+
+impl RootCoordService {
+    /// The collection a describe-style request names: by name in its database, or by
+    /// id when the name is empty.
+    fn collection(&self, db_name: &str, name: &str, id: i64) -> FvResult<Arc<CollectionInfo>> {
+        if name.is_empty() {
+            self.catalog.read().by_id(id).ok_or_else(|| FvError::collection_id_not_found(id))
+        } else {
+            let db = resolve_db(db_name)?;
+            self.catalog.read().by_name(&db, name).ok_or_else(|| FvError::collection_not_found(&db, name))
+        }
+    }
+}
+
+impl RootCoordHandler for RootCoordService {
+    type Error = FvError;
+
+    async fn alloc_timestamp(&self, req: pb::AllocTimestampRequest) -> FvResult<pb::AllocTimestampResponse> {
+        let count = req.count.max(1);
+        let timestamp = self.tso.alloc_ts(count).await?;
+        Ok(pb::AllocTimestampResponse { status: Some(Default::default()), timestamp, count })
+    }
+
+    async fn alloc_id(&self, req: pb::AllocIdRequest) -> FvResult<pb::AllocIdResponse> {
+        let count = req.count.max(1);
+        let id_begin = self.tso.alloc_id(count).await?;
+        Ok(pb::AllocIdResponse { status: Some(Default::default()), id_begin, count })
+    }
+
+    async fn create_collection(&self, req: pb::CreateCollectionRequest) -> FvResult<StatusResponse> {
+        self.ddl.run("create_collection", move |d| async move { d.create_collection(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn drop_collection(&self, req: pb::DropCollectionRequest) -> FvResult<StatusResponse> {
+        self.ddl.run("drop_collection", move |d| async move { d.drop_collection(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn describe_collection(
+        &self,
+        req: pb::DescribeCollectionRequest,
+    ) -> FvResult<pb::DescribeCollectionResponse> {
+        let info = self.collection(&req.db_name, &req.collection_name, req.collection_id)?;
+        Ok(pb::DescribeCollectionResponse { status: Some(Default::default()), collection: Some((*info).clone()) })
+    }
+
+    async fn show_collections(&self, req: pb::ShowCollectionsRequest) -> FvResult<pb::ShowCollectionsResponse> {
+        // An empty db name lists every database (used by coordinators to reconcile).
+        let list = if req.db_name.is_empty() {
+            self.catalog
+                .read()
+                .all()
+                .into_iter()
+                .filter(|i| i.state == CollectionState::CollectionCreated as i32)
+                .collect::<Vec<_>>()
+        } else {
+            let db = resolve_db(&req.db_name)?;
+            self.catalog.read().live(&db)
+        };
+        Ok(pb::ShowCollectionsResponse {
+            status: Some(Default::default()),
+            collections: list.iter().map(|i| (**i).clone()).collect(),
+        })
+    }
+
+    async fn rename_collection(&self, req: pb::RenameCollectionRequest) -> FvResult<StatusResponse> {
+        self.ddl.run("rename_collection", move |d| async move { d.rename_collection(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn create_partition(&self, req: pb::CreatePartitionRequest) -> FvResult<StatusResponse> {
+        self.ddl.run("create_partition", move |d| async move { d.create_partition(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn drop_partition(&self, req: pb::DropPartitionRequest) -> FvResult<StatusResponse> {
+        self.ddl.run("drop_partition", move |d| async move { d.drop_partition(req).await }).await?;
+        Ok(StatusResponse::ok())
+    }
+
+    async fn show_partitions(&self, req: pb::ShowPartitionsRequest) -> FvResult<pb::ShowPartitionsResponse> {
+        let info = self.collection(&req.db_name, &req.collection_name, req.collection_id)?;
+        Ok(pb::ShowPartitionsResponse {
+            status: Some(Default::default()),
+            partitions: info.partitions.clone(),
+            collection_id: info.id,
+        })
+    }
+
+    async fn sync_time_tick(&self, req: pb::SyncTimeTickRequest) -> FvResult<pb::SyncTimeTickResponse> {
+        let timestamp = self.ticker.sync(req.min_ts).await?;
+        Ok(pb::SyncTimeTickResponse { status: Some(Default::default()), timestamp })
+    }
 }
 
 /// Starts rootcoord inside the current actix system.
 pub async fn start(ctx: RoleContext) -> FvResult<()> {
-    let tso_limit = catalog::load_u64(&ctx.meta, TSO_LIMIT_KEY).await?;
-    let id_limit = catalog::load_u64(&ctx.meta, ID_LIMIT_KEY).await? as i64;
-    let tso = TsoHandle(TsoActor::new(Tso::new(tso_limit), IdAllocator::new(id_limit), ctx.meta.clone()).start());
-
-    let mut cat = Catalog::default();
-    for info in catalog::load_all(&ctx.meta).await? {
-        cat.insert(info);
-    }
-    let catalog = Arc::new(RwLock::new(cat));
-    let ddl = Arc::new(Ddl { ctx: ctx.clone(), catalog: catalog.clone(), tso: tso.clone() });
-    let ddl_handle = DdlHandle(DdlActor::new(ddl.clone()).start());
+    let tso = TsoHandle::start(&ctx.meta).await?;
+    let catalog = Arc::new(RwLock::new(catalog::recover(&ctx.meta).await?));
+    let ddl = ExclusiveHandle::start(Arc::new(Ddl::new(ctx.clone(), catalog.clone(), tso.clone())));
     let ticker = Ticker::new(ctx.clone(), tso.clone(), catalog.clone());
 
-    serve(&ctx, tso, ddl_handle.clone(), catalog.clone(), ticker.clone()).await?;
+    let service = RootCoordService { tso, ddl: ddl.clone(), catalog: catalog.clone(), ticker: ticker.clone() };
+    ctx.server.serve(Target::Coord, root_coord_routes(Arc::new(service))).await?;
     session::register(
         ctx.meta.clone(),
         Role::RootCoord,
@@ -50,13 +142,12 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
     .await?;
     tokio::spawn(ticker.run());
 
-    // Drops interrupted by a crash or an unavailable coordinator are finished here.
+    // DDL interrupted by a crash or an unavailable coordinator is finished here.
     let shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         loop {
-            let pending = catalog.read().all().iter().any(|c| c.state != CollectionState::CollectionCreated as i32);
-            if pending {
-                let _ = ddl_handle.run(DdlRequest::FinishPendingDrops).await;
+            if let Err(e) = ddl.run("finish_pending", |d| async move { d.finish_pending().await }).await {
+                tracing::debug!(error = %e, "pending DDL not resumed yet");
             }
             tokio::select! {
                 _ = shutdown.wait() => return,
@@ -65,122 +156,5 @@ pub async fn start(ctx: RoleContext) -> FvResult<()> {
         }
     });
     tracing::info!(node_id = ctx.node_id, "rootcoord started");
-    Ok(())
-}
-
-async fn serve(
-    ctx: &RoleContext,
-    tso: TsoHandle,
-    ddl: DdlHandle,
-    catalog: Arc<RwLock<Catalog>>,
-    ticker: Arc<Ticker>,
-) -> FvResult<()> {
-    let s = &ctx.server;
-    let t = tso.clone();
-    s.serve::<rpc::AllocTimestamp, _, _>(Target::Coord, move |req| {
-        let t = t.clone();
-        async move {
-            let count = req.count.max(1);
-            let timestamp = t.alloc_ts(count).await?;
-            Ok(pb::AllocTimestampResponse { status: Some(Default::default()), timestamp, count })
-        }
-    })
-    .await?;
-    let t = tso.clone();
-    s.serve::<rpc::AllocId, _, _>(Target::Coord, move |req| {
-        let t = t.clone();
-        async move {
-            let count = req.count.max(1);
-            let id_begin = t.alloc_id(count).await?;
-            Ok(pb::AllocIdResponse { status: Some(Default::default()), id_begin, count })
-        }
-    })
-    .await?;
-
-    macro_rules! ddl_rpc {
-        ($rpc:ty, $variant:ident) => {{
-            let d = ddl.clone();
-            s.serve::<$rpc, _, _>(Target::Coord, move |req| {
-                let d = d.clone();
-                async move {
-                    d.run(DdlRequest::$variant(req)).await?;
-                    Ok(ok())
-                }
-            })
-            .await?;
-        }};
-    }
-    ddl_rpc!(rpc::CreateCollection, CreateCollection);
-    ddl_rpc!(rpc::DropCollection, DropCollection);
-    ddl_rpc!(rpc::RenameCollection, RenameCollection);
-    ddl_rpc!(rpc::CreatePartition, CreatePartition);
-    ddl_rpc!(rpc::DropPartition, DropPartition);
-
-    let c = catalog.clone();
-    s.serve::<rpc::DescribeCollection, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            let info = if req.collection_name.is_empty() {
-                c.read().by_id(req.collection_id).ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
-            } else {
-                let db = resolve_db(&req.db_name)?;
-                c.read()
-                    .by_name(&db, &req.collection_name)
-                    .ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
-            };
-            Ok(pb::DescribeCollectionResponse { status: Some(Default::default()), collection: Some((*info).clone()) })
-        }
-    })
-    .await?;
-    let c = catalog.clone();
-    s.serve::<rpc::ShowCollections, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            // An empty db name lists every database (used by coordinators to reconcile).
-            let list = if req.db_name.is_empty() {
-                c.read()
-                    .all()
-                    .into_iter()
-                    .filter(|i| i.state == CollectionState::CollectionCreated as i32)
-                    .collect::<Vec<_>>()
-            } else {
-                let db = resolve_db(&req.db_name)?;
-                c.read().live(&db)
-            };
-            Ok(pb::ShowCollectionsResponse {
-                status: Some(Default::default()),
-                collections: list.iter().map(|i| (**i).clone()).collect(),
-            })
-        }
-    })
-    .await?;
-    let c = catalog.clone();
-    s.serve::<rpc::ShowPartitions, _, _>(Target::Coord, move |req| {
-        let c = c.clone();
-        async move {
-            let info = if req.collection_name.is_empty() {
-                c.read().by_id(req.collection_id).ok_or_else(|| FvError::collection_id_not_found(req.collection_id))?
-            } else {
-                let db = resolve_db(&req.db_name)?;
-                c.read()
-                    .by_name(&db, &req.collection_name)
-                    .ok_or_else(|| FvError::collection_not_found(&db, &req.collection_name))?
-            };
-            Ok(pb::ShowPartitionsResponse {
-                status: Some(Default::default()),
-                partitions: info.partitions.clone(),
-                collection_id: info.id,
-            })
-        }
-    })
-    .await?;
-    s.serve::<rpc::SyncTimeTick, _, _>(Target::Coord, move |req| {
-        let t = ticker.clone();
-        async move {
-            let timestamp = t.sync(req.min_ts).await?;
-            Ok(pb::SyncTimeTickResponse { status: Some(Default::default()), timestamp })
-        }
-    })
-    .await?;
     Ok(())
 }

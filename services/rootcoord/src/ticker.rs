@@ -9,6 +9,7 @@
 //! readers that need serviceable time now); concurrent demands share a round.
 
 use std::collections::BTreeSet;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,14 +20,14 @@ use fv_common::{Code, FvError, FvResult, Timestamp};
 use fv_logbroker::OutgoingMessage;
 use fv_proto::fv::msg::{DmlMessage, TimeTickMsg, dml_message::Body};
 use fv_proto::fv::proxy::ConfirmTimeTickRequest;
+use fv_runtime::Clients;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::proxy::ConfirmTimeTick;
-use fv_runtime::{RoleContext, Target, session};
+use fv_runtime::{RoleContext, session};
 use parking_lot::RwLock;
 use prost::Message;
 
-use crate::actor::TsoHandle;
 use crate::catalog::Catalog;
+use crate::tso::TsoHandle;
 
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -69,9 +70,11 @@ impl Ticker {
         let t = self.tso.alloc_ts(1).await?;
         let proxies = session::list(&self.ctx.meta, Role::Proxy).await?;
         let req = ConfirmTimeTickRequest { timestamp: t, pchannels: vec![] };
-        let confirmations = futures::future::join_all(proxies.iter().map(|p| {
-            self.ctx.rpc.call_with_timeout::<ConfirmTimeTick>(Target::Node(p.node_id), &req, CONFIRM_TIMEOUT)
-        }))
+        let confirmations = futures::future::join_all(
+            proxies
+                .iter()
+                .map(|p| self.ctx.rpc.proxy(p.node_id).confirm_time_tick(&req).timeout(CONFIRM_TIMEOUT).into_future()),
+        )
         .await;
         for (p, c) in proxies.iter().zip(confirmations) {
             match c {

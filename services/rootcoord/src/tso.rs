@@ -3,9 +3,17 @@
 //! Both allocators hand out values below a limit that is persisted *before* any value
 //! beyond it is handed out. After a restart they resume from the persisted limit, so a
 //! value can never be issued twice, even if the wall clock went backwards.
+//!
+//! [`TsoActor`] owns both allocators; extending a persisted limit is an exclusive
+//! (atomic) handler, so nothing is handed out before its limit is durable.
 
-use fv_common::Timestamp;
-use fv_common::ts::{MAX_LOGICAL, compose};
+use actix::prelude::*;
+use fv_common::ts::{MAX_LOGICAL, compose, now_ms};
+use fv_common::{FvResult, Timestamp};
+use fv_metastore::MetaKvRef;
+use fv_runtime::actor::mailbox_error;
+
+use crate::catalog::{ID_LIMIT_KEY, TSO_LIMIT_KEY, load_u64, store_u64};
 
 /// Milliseconds of timestamps reserved per persisted limit.
 pub const TSO_WINDOW_MS: u64 = 3_000;
@@ -90,6 +98,101 @@ impl IdAllocator {
         self.next += count.max(1) as i64;
         debug_assert!(self.next <= self.limit);
         first
+    }
+}
+
+pub struct TsoActor {
+    tso: Tso,
+    ids: IdAllocator,
+    meta: MetaKvRef,
+}
+
+impl TsoActor {
+    pub fn new(tso: Tso, ids: IdAllocator, meta: MetaKvRef) -> TsoActor {
+        TsoActor { tso, ids, meta }
+    }
+}
+
+impl Actor for TsoActor {
+    type Context = Context<Self>;
+}
+
+/// Allocates `count` consecutive timestamps; replies with the first.
+#[derive(Message)]
+#[rtype(result = "FvResult<Timestamp>")]
+pub struct AllocTs(pub u32);
+
+/// Allocates `count` consecutive ids; replies with the first.
+#[derive(Message)]
+#[rtype(result = "FvResult<i64>")]
+pub struct AllocId(pub u32);
+
+impl Handler<AllocTs> for TsoActor {
+    type Result = AtomicResponse<Self, FvResult<Timestamp>>;
+
+    fn handle(&mut self, msg: AllocTs, _ctx: &mut Context<Self>) -> Self::Result {
+        let count = msg.0.max(1);
+        match self.tso.needs_extension(now_ms(), count) {
+            None => AtomicResponse::new(Box::pin(fut::ready(Ok(self.tso.alloc(now_ms(), count))))),
+            Some(limit) => {
+                let meta = self.meta.clone();
+                AtomicResponse::new(Box::pin(
+                    async move { store_u64(&meta, TSO_LIMIT_KEY, limit).await }.into_actor(self).map(
+                        move |res, act, _| {
+                            res?;
+                            act.tso.set_limit(limit);
+                            // The clock may have advanced past the new window meanwhile; the
+                            // window is seconds long, so one extension always suffices.
+                            Ok(act.tso.alloc(now_ms().min(limit.saturating_sub(2)), count))
+                        },
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl Handler<AllocId> for TsoActor {
+    type Result = AtomicResponse<Self, FvResult<i64>>;
+
+    fn handle(&mut self, msg: AllocId, _ctx: &mut Context<Self>) -> Self::Result {
+        let count = msg.0.max(1);
+        match self.ids.needs_extension(count) {
+            None => AtomicResponse::new(Box::pin(fut::ready(Ok(self.ids.alloc(count))))),
+            Some(limit) => {
+                let meta = self.meta.clone();
+                AtomicResponse::new(Box::pin(
+                    async move { store_u64(&meta, ID_LIMIT_KEY, limit as u64).await }.into_actor(self).map(
+                        move |res, act, _| {
+                            res?;
+                            act.ids.set_limit(limit);
+                            Ok(act.ids.alloc(count))
+                        },
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Typed handle to the `TsoActor`.
+#[derive(Clone)]
+pub struct TsoHandle(pub Addr<TsoActor>);
+
+impl TsoHandle {
+    /// Starts the allocators after the limits persisted in `meta` (in the current actix
+    /// system).
+    pub async fn start(meta: &MetaKvRef) -> FvResult<TsoHandle> {
+        let tso_limit = load_u64(meta, TSO_LIMIT_KEY).await?;
+        let id_limit = load_u64(meta, ID_LIMIT_KEY).await? as i64;
+        Ok(TsoHandle(TsoActor::new(Tso::new(tso_limit), IdAllocator::new(id_limit), meta.clone()).start()))
+    }
+
+    pub async fn alloc_ts(&self, count: u32) -> FvResult<Timestamp> {
+        self.0.send(AllocTs(count)).await.map_err(mailbox_error)?
+    }
+    pub async fn alloc_id(&self, count: u32) -> FvResult<i64> {
+        self.0.send(AllocId(count)).await.map_err(mailbox_error)?
     }
 }
 

@@ -278,6 +278,13 @@ impl FvError {
     }
 }
 
+/// A bus handler's error travels to its caller as the response's status.
+impl fv_proto::rpc::IntoStatus for FvError {
+    fn into_status(self) -> Status {
+        self.to_status()
+    }
+}
+
 /// A success status.
 pub fn ok_status() -> Status {
     Status::default()

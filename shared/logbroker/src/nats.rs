@@ -1004,7 +1004,7 @@ fn send_dropped_notice(client: &Client, reply: Subject) {
 /// Best effort: a request the server routes to this member in the instant the member
 /// unsubscribes is discarded by the client library (async-nats forgets the subscription
 /// without waiting for the server's confirmation, `drain` included), and its requester
-/// waits for its timeout (every request has one; `RpcClient::call_retry` retries).
+/// waits for its timeout (every request has one; `Call::retry` in fv-runtime retries).
 struct ServeStream {
     sub: async_nats::Subscriber,
     client: Client,

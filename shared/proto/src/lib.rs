@@ -1,9 +1,13 @@
 //! Generated code for Ferrovec's protobuf definitions. The module tree mirrors the
 //! protobuf packages: `milvus::proto::{common, schema, milvus}` is the Milvus client API
 //! (our own .proto text, Milvus' names and field numbers), `fv::*` are Ferrovec's
-//! internal bus messages, meta records and role requests.
+//! internal bus messages, meta records and role requests; [`rpc`] is what the generated
+//! glue of the internal bus services (`service` blocks in `proto/internal/`) is written
+//! against.
 
 #![allow(clippy::all, missing_docs)]
+
+pub mod rpc;
 
 pub mod milvus {
     pub mod proto {

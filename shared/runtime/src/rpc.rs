@@ -1,100 +1,30 @@
 //! Typed request/reply between roles over the log broker.
 //!
-//! A request type implements [`Rpc`]: the role that serves it, its method name and its
-//! prost request/response types. Responses carry a Milvus `Status` (as every Milvus
-//! response does); [`RpcClient::call`] turns a non-success status into an [`FvError`],
-//! and a handler's `Err` becomes the response's status. Transport failures (nobody
-//! serving, timeout) become retriable `FvError`s.
+//! The services, their methods and messages are declared in `proto/internal/*.proto`;
+//! fv-proto's build script generates the glue (see [`fv_proto::rpc`]): a marker type per
+//! method implementing [`Rpc`], a handler trait and its [`Route`]s, and a typed client.
+//! This module is the transport under that glue. [`RpcClient`] implements
+//! [`Transport`]: `rpc.datanode(id).flush_segments(&req)` is a [`Call`] that can be
+//! given a timeout or a retry deadline before it is awaited; a non-success status in
+//! the response becomes an [`FvError`]. [`RpcServer::serve`] answers a service's routes
+//! on their subjects; a handler's `Err` becomes the response's status. Transport
+//! failures (nobody serving, timeout) become retriable `FvError`s.
 
-use std::future::Future;
-use std::sync::Arc;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use fv_common::{Code, FvError, FvResult, NodeId};
+use fv_common::{Code, FvError, FvResult};
 use fv_logbroker::{BrokerError, LogBrokerRef};
-use fv_proto::common::Status;
+pub use fv_proto::rpc::{Clients, HasStatus, Role, Route, Rpc, Target, Transport};
 use prost::Message;
 use tracing::Instrument;
 
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
-
-/// The roles of a Ferrovec deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    RootCoord,
-    DataCoord,
-    IndexCoord,
-    QueryCoord,
-    Proxy,
-    DataNode,
-    QueryNode,
-    IndexNode,
-}
-
-impl Role {
-    pub const ALL: [Role; 8] = [
-        Role::RootCoord,
-        Role::DataCoord,
-        Role::IndexCoord,
-        Role::QueryCoord,
-        Role::DataNode,
-        Role::QueryNode,
-        Role::IndexNode,
-        Role::Proxy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::RootCoord => "rootcoord",
-            Role::DataCoord => "datacoord",
-            Role::IndexCoord => "indexcoord",
-            Role::QueryCoord => "querycoord",
-            Role::Proxy => "proxy",
-            Role::DataNode => "datanode",
-            Role::QueryNode => "querynode",
-            Role::IndexNode => "indexnode",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == s)
-    }
-
-    pub fn is_coordinator(self) -> bool {
-        matches!(self, Role::RootCoord | Role::DataCoord | Role::IndexCoord | Role::QueryCoord)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A response message with a Milvus status field.
-pub trait HasStatus: Message + Default {
-    fn status(&self) -> Option<&Status>;
-    fn set_status(&mut self, status: Status);
-}
-
-/// One request a role serves.
-pub trait Rpc: Send + Sync + 'static {
-    const ROLE: Role;
-    const METHOD: &'static str;
-    type Req: Message + Default + Send + 'static;
-    type Resp: HasStatus + Send + 'static;
-}
-
-/// Whom a request goes to: the (single active) coordinator of the role, or one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Coord,
-    Node(NodeId),
-}
 
 /// Bound of a metadata read from a coordinator made by a role's background loop.
 /// Coordinators answer those in milliseconds; a request caught by a coordinator that is
@@ -103,10 +33,15 @@ pub enum Target {
 /// serves again. The loop's next round reaches the successor.
 pub const COORD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The subject `R` is served on for `target`.
 pub fn subject<R: Rpc>(target: Target) -> String {
+    route_subject(R::ROLE, R::METHOD, target)
+}
+
+fn route_subject(role: Role, method: &str, target: Target) -> String {
     match target {
-        Target::Coord => format!("fv.rpc.{}.{}", R::ROLE.name(), R::METHOD),
-        Target::Node(id) => format!("fv.rpc.{}.{id}.{}", R::ROLE.name(), R::METHOD),
+        Target::Coord => format!("fv.rpc.{}.{method}", role.name()),
+        Target::Node(id) => format!("fv.rpc.{}.{id}.{method}", role.name()),
     }
 }
 
@@ -125,7 +60,8 @@ fn transport_error(role: Role, method: &str, e: BrokerError) -> FvError {
     }
 }
 
-/// Sends typed requests.
+/// Sends typed requests; the generated clients reach every service through it
+/// ([`Clients`]: `rpc.rootcoord().alloc_id(&req)`, `rpc.querynode(id).search(&req)`).
 #[derive(Clone)]
 pub struct RpcClient {
     broker: LogBrokerRef,
@@ -141,26 +77,15 @@ impl RpcClient {
         &self.broker
     }
 
-    /// Calls and checks the response status.
-    pub async fn call<R: Rpc>(&self, target: Target, req: &R::Req) -> FvResult<R::Resp> {
-        self.call_with_timeout::<R>(target, req, self.timeout).await
-    }
-
-    pub async fn call_with_timeout<R: Rpc>(
+    /// One attempt: send, wait at most `timeout` for the reply, decode it; the status is
+    /// checked unless `checked` is false.
+    async fn attempt<R: Rpc>(
         &self,
         target: Target,
         req: &R::Req,
         timeout: Duration,
+        checked: bool,
     ) -> FvResult<R::Resp> {
-        let resp = self.call_unchecked::<R>(target, req, timeout).await?;
-        match resp.status().and_then(FvError::from_status) {
-            Some(e) => Err(e),
-            None => Ok(resp),
-        }
-    }
-
-    /// Calls without interpreting the response status.
-    pub async fn call_unchecked<R: Rpc>(&self, target: Target, req: &R::Req, timeout: Duration) -> FvResult<R::Resp> {
         let subject = subject::<R>(target);
         let payload = Bytes::from(req.encode_to_vec());
         // A client span only inside an exported trace: it is what the server's span hangs
@@ -176,7 +101,7 @@ impl RpcClient {
         } else {
             tracing::Span::none()
         };
-        async move {
+        let resp = async move {
             let mut headers = Vec::new();
             telemetry::inject(&mut headers);
             let reply = self
@@ -188,33 +113,82 @@ impl RpcClient {
                 .map_err(|e| FvError::internal(format!("undecodable reply from {}.{}: {e}", R::ROLE, R::METHOD)))
         }
         .instrument(span)
-        .await
-    }
-
-    /// Calls, retrying retriable failures (e.g. the role is still starting) until
-    /// `deadline` has passed.
-    pub async fn call_retry<R: Rpc>(&self, target: Target, req: &R::Req, deadline: Duration) -> FvResult<R::Resp> {
-        crate::retry::retry_until(R::METHOD, deadline, || self.call::<R>(target, req)).await
-    }
-
-    /// [`RpcClient::call_retry`] with each attempt bounded by `attempt`, for quick calls
-    /// (timestamp and id allocation, segment assignment): a request caught by a
-    /// coordinator that dies (kill -9) gets no answer, and waiting the full RPC timeout
-    /// for it would hold back everything queued behind it, time-tick confirmations
-    /// included, long after a restarted coordinator is serving again.
-    pub async fn call_retry_each<R: Rpc>(
-        &self,
-        target: Target,
-        req: &R::Req,
-        deadline: Duration,
-        attempt: Duration,
-    ) -> FvResult<R::Resp> {
-        let attempt = attempt.min(self.timeout);
-        crate::retry::retry_until(R::METHOD, deadline, || self.call_with_timeout::<R>(target, req, attempt)).await
+        .await?;
+        match resp.status().and_then(FvError::from_status) {
+            Some(e) if checked => Err(e),
+            _ => Ok(resp),
+        }
     }
 }
 
-/// Serves typed requests; each request runs in its own task.
+impl Transport for RpcClient {
+    type Call<'a, R: Rpc> = Call<'a, R>;
+
+    fn call<'a, R: Rpc>(&'a self, target: Target, req: &'a R::Req) -> Call<'a, R> {
+        Call { client: self, target, req, timeout: self.timeout, retry_for: None, checked: true }
+    }
+}
+
+/// One request, configured before it is awaited: by default a single attempt bounded
+/// by the client's timeout, whose non-success status becomes an error.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<'a, R: Rpc> {
+    client: &'a RpcClient,
+    target: Target,
+    req: &'a R::Req,
+    timeout: Duration,
+    retry_for: Option<Duration>,
+    checked: bool,
+}
+
+impl<R: Rpc> Call<'_, R> {
+    /// Bounds each attempt by `timeout` instead of the client's default.
+    ///
+    /// Quick calls (timestamp and id allocation, segment assignment) want short attempts
+    /// with [`Call::retry`]: a request caught by a coordinator that dies (kill -9) gets no
+    /// answer, and waiting the full RPC timeout for it would hold back everything queued
+    /// behind it, time-tick confirmations included, long after a restarted coordinator
+    /// is serving again.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retries retriable failures (e.g. the role is still starting, or restarting) until
+    /// `deadline` has passed since the first attempt.
+    pub fn retry(mut self, deadline: Duration) -> Self {
+        self.retry_for = Some(deadline);
+        self
+    }
+
+    /// Returns the response whatever its status says (transport failures still fail).
+    pub fn unchecked(mut self) -> Self {
+        self.checked = false;
+        self
+    }
+}
+
+impl<'a, R: Rpc> IntoFuture for Call<'a, R> {
+    type Output = FvResult<R::Resp>;
+    type IntoFuture = Pin<Box<dyn Future<Output = FvResult<R::Resp>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let Call { client, target, req, timeout, retry_for, checked } = self;
+            match retry_for {
+                None => client.attempt::<R>(target, req, timeout, checked).await,
+                Some(deadline) => {
+                    crate::retry::retry_until(R::METHOD, deadline, || {
+                        client.attempt::<R>(target, req, timeout, checked)
+                    })
+                    .await
+                }
+            }
+        })
+    }
+}
+
+/// Serves the routes of bus services; each request runs in its own task.
 #[derive(Clone)]
 pub struct RpcServer {
     broker: LogBrokerRef,
@@ -226,20 +200,24 @@ impl RpcServer {
         RpcServer { broker, shutdown }
     }
 
-    /// Starts serving `R` for `target`; stops when the shutdown signal fires.
-    pub async fn serve<R, F, Fut>(&self, target: Target, handler: F) -> FvResult<()>
-    where
-        R: Rpc,
-        F: Fn(R::Req) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = FvResult<R::Resp>> + Send + 'static,
-    {
-        let subject = subject::<R>(target);
+    /// Starts serving every route (a service's `*_routes(handler)`) for `target`; they
+    /// stop when the shutdown signal fires.
+    pub async fn serve(&self, target: Target, routes: Vec<Route>) -> FvResult<()> {
+        for route in routes {
+            self.serve_route(target, route).await?;
+        }
+        Ok(())
+    }
+
+    async fn serve_route(&self, target: Target, route: Route) -> FvResult<()> {
+        let (role, method) = (route.role, route.method);
+        let subject = route_subject(role, method, target);
         let mut stream = self
             .broker
-            .serve(&subject, Some(R::ROLE.name()))
+            .serve(&subject, Some(role.name()))
             .await
             .map_err(|e| FvError::unavailable(format!("cannot serve {subject}: {e}")))?;
-        let handler = Arc::new(handler);
+        let route = std::sync::Arc::new(route);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -247,18 +225,18 @@ impl RpcServer {
                     _ = shutdown.wait() => break,
                     r = stream.next() => match r { Some(r) => r, None => break },
                 };
-                let handler = handler.clone();
+                let route = route.clone();
                 let span = if !telemetry::exporting() {
-                    tracing::info_span!("rpc", role = R::ROLE.name(), method = R::METHOD)
+                    tracing::info_span!("rpc", role = role.name(), method)
                 } else if !telemetry::has_trace_context(&req.headers) {
-                    tracing::info_span!(target: telemetry::UNTRACED, "rpc", role = R::ROLE.name(), method = R::METHOD)
+                    tracing::info_span!(target: telemetry::UNTRACED, "rpc", role = role.name(), method)
                 } else {
                     let span = tracing::info_span!(
                         "rpc",
-                        otel.name = %format_args!("{}.{}", R::ROLE.name(), R::METHOD),
+                        otel.name = %format_args!("{}.{}", role.name(), method),
                         otel.kind = "server",
-                        role = R::ROLE.name(),
-                        method = R::METHOD,
+                        role = role.name(),
+                        method,
                     );
                     // The caller's span (from the request headers) becomes this one's
                     // parent, so a search is one trace across the proxy and query nodes.
@@ -268,28 +246,22 @@ impl RpcServer {
                 tokio::spawn(
                     async move {
                         let started = Instant::now();
-                        let resp = match R::Req::decode(req.payload.clone()) {
-                            Ok(msg) => match handler(msg).await {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "request failed");
-                                    let mut r = R::Resp::default();
-                                    r.set_status(e.to_status());
-                                    r
+                        let (payload, ok) = match route.call(req.payload.clone()).await {
+                            Ok(reply) => {
+                                if let Some(status) = &reply.error {
+                                    tracing::debug!(error = %status.reason, code = status.code, "request failed");
                                 }
-                            },
+                                let ok = reply.error.as_ref().and_then(FvError::from_status).is_none();
+                                (reply.payload, ok)
+                            }
                             Err(e) => {
-                                let mut r = R::Resp::default();
-                                r.set_status(
-                                    FvError::invalid_parameter(format!("undecodable {} request: {e}", R::METHOD))
-                                        .to_status(),
-                                );
-                                r
+                                let status = FvError::invalid_parameter(format!("undecodable {method} request: {e}"))
+                                    .to_status();
+                                (route.error_reply(status), false)
                             }
                         };
-                        let ok = resp.status().and_then(FvError::from_status).is_none();
-                        metrics().rpc_done(R::ROLE.name(), R::METHOD, ok, started.elapsed());
-                        if let Err(e) = req.respond(Bytes::from(resp.encode_to_vec()), Vec::new()).await {
+                        metrics().rpc_done(role.name(), method, ok, started.elapsed());
+                        if let Err(e) = req.respond(payload, Vec::new()).await {
                             tracing::debug!(error = %e, "reply not delivered");
                         }
                     }

@@ -13,14 +13,11 @@ use fv_metastore::{Compare, MetaKvRef, Txn, TxnOp, WatchEventKind, WatchStream};
 use fv_proto::fv::meta::Session as SessionInfo;
 use prost::Message;
 
+use crate::errors::meta_err;
 use crate::rpc::Role;
 use crate::shutdown::Shutdown;
 
 const NODE_ID_KEY: &str = "session/next_node_id";
-
-fn meta_err(e: fv_metastore::MetaError) -> FvError {
-    FvError::unavailable(format!("meta store: {e}")).retriable(e.is_retriable())
-}
 
 pub fn session_prefix(role: Role) -> String {
     format!("session/{}/", role.name())

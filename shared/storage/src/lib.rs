@@ -6,6 +6,7 @@
 //! - [`binlog`]: the versioned, checksummed file formats for insert, delta and stats logs.
 //! - [`bloom`]: the primary-key bloom filter stored in stats logs.
 //! - [`paths`]: where each file lives in object storage.
+//! - `testing` (feature `testing`): a two-field schema and rows of it for tests.
 
 pub mod binlog;
 pub mod bloom;
@@ -14,6 +15,8 @@ pub mod error;
 pub mod paths;
 pub mod result;
 pub mod segment;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use column::{Column, ColumnData};
 pub use error::{Result, StorageError};

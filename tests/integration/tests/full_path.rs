@@ -11,9 +11,8 @@ use fv_integration_tests::client::{Client, SearchArgs, kv, run};
 use fv_integration_tests::data::{self, Metric, Row};
 use fv_proto::api::milvus_service_server::MilvusService;
 use fv_proto::fv::querynode::GetDataDistributionRequest;
-use fv_runtime::Target;
+use fv_runtime::Clients;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::querynode;
 
 use crate::common;
 
@@ -126,7 +125,8 @@ async fn wait_handoff(s: &ferrovec::Standalone) {
             let d = s
                 .ctx
                 .rpc
-                .call::<querynode::GetDataDistribution>(Target::Node(n.node_id), &GetDataDistributionRequest {})
+                .querynode(n.node_id)
+                .get_data_distribution(&GetDataDistributionRequest {})
                 .await
                 .expect("distribution");
             for ch in d.channels {

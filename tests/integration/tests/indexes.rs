@@ -14,9 +14,8 @@ use fv_proto::api::milvus_service_server::MilvusService;
 use fv_proto::common::IndexState;
 use fv_proto::fv::meta::SegmentIndexTask;
 use fv_proto::fv::querynode::GetDataDistributionRequest;
-use fv_runtime::Target;
+use fv_runtime::Clients;
 use fv_runtime::rpc::Role;
-use fv_runtime::rpcs::querynode;
 
 use crate::common;
 
@@ -66,7 +65,8 @@ async fn served_builds(s: &Standalone) -> Vec<i64> {
         let d = s
             .ctx
             .rpc
-            .call::<querynode::GetDataDistribution>(Target::Node(n.node_id), &GetDataDistributionRequest {})
+            .querynode(n.node_id)
+            .get_data_distribution(&GetDataDistributionRequest {})
             .await
             .expect("distribution");
         out.extend(d.segments.iter().map(|seg| seg.index_build_id));

@@ -50,8 +50,8 @@ fn fv_integration_smoke() {
 fn idle_segments_are_sealed_and_flushed() {
     use fv_proto::common::SegmentState;
     use fv_proto::fv::datacoord::GetSegmentInfoRequest;
-    use fv_runtime::Target;
-    use fv_runtime::rpcs::datacoord;
+
+    use fv_runtime::Clients;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = common::config(dir.path());
@@ -68,10 +68,8 @@ fn idle_segments_are_sealed_and_flushed() {
             let r = s
                 .ctx
                 .rpc
-                .call::<datacoord::GetSegmentInfo>(
-                    Target::Coord,
-                    &GetSegmentInfoRequest { collection_id: id, ..Default::default() },
-                )
+                .datacoord()
+                .get_segment_info(&GetSegmentInfoRequest { collection_id: id, ..Default::default() })
                 .await?;
             Ok(!r.segments.is_empty() && r.segments.iter().all(|s| s.state == SegmentState::Flushed as i32))
         })

@@ -1,0 +1,27 @@
+//! Make a node the delegator of a vchannel (a first load, or failover as standby).
+
+use fv_common::{FvResult, NodeId};
+use fv_proto::fv::querynode::WatchDmChannelRequest;
+use fv_runtime::Clients;
+
+use super::{CALL_TIMEOUT, Round, RoundState};
+
+pub async fn execute(
+    round: &Round<'_>,
+    state: &mut RoundState,
+    vchannel: &str,
+    node: NodeId,
+    standby: bool,
+) -> FvResult<()> {
+    let Some(channel) = round.channel(vchannel) else { return Ok(()) };
+    let req = WatchDmChannelRequest {
+        collection: Some(round.desc.clone()),
+        channel: Some(channel),
+        partition_ids: round.partitions.to_vec(),
+        whole_collection: round.load.whole_collection,
+        standby,
+    };
+    round.core.ctx.rpc.querynode(node).watch_dm_channel(&req).timeout(CALL_TIMEOUT).await?;
+    state.leaders.insert(vchannel.to_string(), node);
+    Ok(())
+}
