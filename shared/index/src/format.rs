@@ -281,3 +281,81 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
     }
     Ok((meta, Reader { buf: &content[HEADER_LEN..], pos: 0 }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file as the writer produced it before it moved to `bytes::BufMut` (commit
+    /// 83c7e5a): the format must not change.
+    const GOLDEN: &str = concat!(
+        "4656494e4445580001000000040000000200000004000000020000000000000001000000020000000800000001000000",
+        "2f000000000000000700000000000000000100000000c03f000000c001000000ffffffff030000000000000004000000",
+        "000000000908078f587e01",
+    );
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            index_type: IndexType::IvfPq,
+            metric: Metric::Ip,
+            dim: 4,
+            rows: 2,
+            nlist: 1,
+            m: 2,
+            nbits: 8,
+            default_nprobe: 1,
+        }
+    }
+
+    fn write() -> Vec<u8> {
+        let mut w = Writer::new(&meta(), 64);
+        w.u32(7);
+        w.u64(1 << 40);
+        w.f32s(&[1.5, -2.0]);
+        w.u32s(&[1, u32::MAX]);
+        w.u64s([3, 4]);
+        w.bytes(&[9, 8, 7]);
+        w.finish()
+    }
+
+    #[test]
+    fn bytes_are_stable_and_read_back() {
+        assert_eq!(hex(&write()), GOLDEN);
+        let bytes = unhex(GOLDEN);
+        let (m, mut r) = open(&bytes).expect("open the original bytes");
+        assert_eq!(m, meta());
+        assert_eq!(r.u32s(1, "a").expect("u32"), vec![7]);
+        assert_eq!(r.u64s(1, "b").expect("u64"), vec![1 << 40]);
+        assert_eq!(r.f32s(2, "c").expect("f32s"), vec![1.5, -2.0]);
+        assert_eq!(r.u32s(2, "d").expect("u32s"), vec![1, u32::MAX]);
+        assert_eq!(r.u64s(2, "e").expect("u64s"), vec![3, 4]);
+        assert!(r.end().is_err(), "three bytes are left");
+        assert_eq!(r.bytes(3, "f").expect("bytes"), vec![9, 8, 7]);
+        r.end().expect("all read");
+        assert!(r.u32s(1, "g").is_err(), "reading past the body is an error");
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        let bytes = unhex(GOLDEN);
+        for cut in 0..bytes.len() {
+            assert!(open(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(open(&bad).is_err(), "flipped byte {i}");
+        }
+        let (_, mut r) = open(&bytes).expect("open");
+        assert!(r.f32s(usize::MAX, "huge").is_err(), "an overflowing count");
+        assert!(r.bytes(1000, "long").is_err());
+    }
+}

@@ -2251,4 +2251,82 @@ mod tests {
         buf[last] ^= 1;
         assert!(h.check_crc(&buf).is_err());
     }
+
+    /// A topic as the broker wrote it before its WAL code moved to fv-wal (commit
+    /// 83c7e5a): two batches, then `truncate(2)`. Files written by older builds must keep
+    /// opening, and this build must write the same bytes.
+    const GOLDEN_TOPIC: &str = "fv-dml-0";
+    const GOLDEN_SEGMENT_NAME: &str = "00000000000000000001.log";
+    const GOLDEN_SEGMENT: &str = concat!(
+        "46564c423f00000071e3451b0100000000000000020000000d00000066762d646d6c2d302e6331763001000000010000",
+        "006b01000000760500000068656c6c6f0b00000066762d646d6c2d302e7474000000000000000046564c424500000013",
+        "7983460300000000000000010000000d00000066762d646d6c2d302e6331763002000000050000007472616365030000",
+        "00616263040000007479706506000000696e736572740a00000000010203040506070809",
+    );
+    const GOLDEN_FIRST_RETAINED: &str = "2\n";
+
+    fn golden_batches() -> Vec<Vec<OutgoingMessage>> {
+        vec![
+            vec![
+                OutgoingMessage {
+                    subject: "fv-dml-0.c1v0".into(),
+                    payload: Bytes::from_static(b"hello"),
+                    headers: vec![("k".into(), "v".into())],
+                },
+                OutgoingMessage::new("fv-dml-0.tt", Bytes::new()),
+            ],
+            vec![OutgoingMessage {
+                subject: "fv-dml-0.c1v0".into(),
+                payload: Bytes::from((0u8..10).collect::<Vec<_>>()),
+                headers: vec![("trace".into(), "abc".into()), ("type".into(), "insert".into())],
+            }],
+        ]
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_of_the_original_format_open_and_are_reproduced() {
+        // This build writes the same bytes.
+        let dir = TempDir::new().expect("tempdir");
+        let broker = open(dir.path());
+        broker.ensure_topic(GOLDEN_TOPIC).await.expect("ensure");
+        let mut positions = Vec::new();
+        for batch in golden_batches() {
+            positions.extend(broker.produce(GOLDEN_TOPIC, batch).await.expect("produce"));
+        }
+        assert_eq!(positions, vec![1, 2, 3]);
+        broker.truncate(GOLDEN_TOPIC, 2).await.expect("truncate");
+        let topic_dir = broker.topic_dir(GOLDEN_TOPIC);
+        drop(broker);
+        let segment = fs::read(topic_dir.join(GOLDEN_SEGMENT_NAME)).expect("segment");
+        assert_eq!(hex(&segment), GOLDEN_SEGMENT, "segment bytes changed");
+        let first = fs::read_to_string(topic_dir.join("first_retained")).expect("first_retained");
+        assert_eq!(first, GOLDEN_FIRST_RETAINED);
+
+        // Files written by the original code open and read back as produced.
+        let dir = TempDir::new().expect("tempdir");
+        let topic_dir = dir.path().join(GOLDEN_TOPIC);
+        fs::create_dir_all(&topic_dir).expect("mkdir");
+        fs::write(topic_dir.join(GOLDEN_SEGMENT_NAME), unhex(GOLDEN_SEGMENT)).expect("write segment");
+        fs::write(topic_dir.join("first_retained"), GOLDEN_FIRST_RETAINED).expect("write first_retained");
+        let broker = open(dir.path());
+        assert_eq!(broker.topics().await.expect("topics"), vec![GOLDEN_TOPIC.to_string()]);
+        assert_eq!(broker.first_retained(GOLDEN_TOPIC).expect("topic"), 2);
+        assert_eq!(broker.latest_position(GOLDEN_TOPIC).await.expect("latest"), 3);
+        let got = read_all(&broker, GOLDEN_TOPIC, SubjectFilter::All, 2).await;
+        let expected: Vec<OutgoingMessage> = golden_batches().into_iter().flatten().skip(1).collect();
+        for (m, e) in got.iter().zip(&expected) {
+            assert_eq!((&m.subject, &m.payload, &m.headers), (&e.subject, &e.payload, &e.headers));
+        }
+        assert_eq!(got.iter().map(|m| m.position).collect::<Vec<_>>(), vec![2, 3]);
+        let next = broker.produce(GOLDEN_TOPIC, vec![OutgoingMessage::new("fv-dml-0.x", "4")]).await.expect("produce");
+        assert_eq!(next, vec![4]);
+    }
 }
