@@ -72,17 +72,10 @@ use crate::{
     OutgoingMessage, Position, Replier, RequestStream, Result, SeekFrom, SubjectFilter, subject_matches,
 };
 
-/// When the embedded broker forces appended data to stable storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    /// `produce` returns only after its records are fdatasync'ed; concurrent producers of
-    /// a topic share one fdatasync (group commit).
-    #[default]
-    Always,
-    /// Leave flushing to the OS: survives a crash of the process, not a power loss.
-    Never,
-}
+/// When the embedded broker forces appended data to stable storage: under `Always`,
+/// `produce` returns only after its records are fdatasync'ed, and concurrent producers
+/// of a topic share one fdatasync (group commit).
+pub use fv_wal::FsyncPolicy;
 
 /// Settings of an [`EmbeddedBroker`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
