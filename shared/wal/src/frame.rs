@@ -111,6 +111,9 @@ impl FrameFormat {
     /// Fills in the length and crc of the frame begun at `start`, which now runs to the
     /// end of `buf`. A body too long for the length field fails with
     /// [`WalError::FrameTooLarge`] and the partial frame is removed from `buf`.
+    ///
+    /// Panics if fewer bytes than the fixed fields were appended since `begin` (a bug in
+    /// the caller, not bad input).
     pub fn finish(&self, buf: &mut Vec<u8>, start: FrameStart) -> Result<(), WalError> {
         let at = start.0;
         let body = buf.len().checked_sub(at + self.header_len()).unwrap_or_else(|| {
@@ -126,7 +129,7 @@ impl FrameFormat {
         Ok(())
     }
 
-    /// Appends a complete frame to `buf`.
+    /// Appends a complete frame to `buf`. Panics if `fixed` is not the format's size.
     pub fn encode(&self, buf: &mut Vec<u8>, fixed: &[u8], body: &[u8]) -> Result<(), WalError> {
         assert_eq!(fixed.len(), self.fixed_len, "fixed fields of the wrong size");
         let start = self.begin(buf);
