@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use fv_common::{FvError, FvResult};
-use fv_config::{Config, FsyncPolicy};
+use fv_config::Config;
 use fv_logbroker::LogBrokerRef;
 use fv_logbroker::embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
 use fv_logbroker::nats::{NatsBroker, NatsBrokerConfig};
@@ -55,10 +55,7 @@ async fn open_broker(config: &Config) -> FvResult<LogBrokerRef> {
         return Ok(broker);
     }
     let broker_cfg = EmbeddedBrokerConfig {
-        fsync: match b.fsync {
-            FsyncPolicy::Always => fv_logbroker::embedded::FsyncPolicy::Always,
-            FsyncPolicy::Never => fv_logbroker::embedded::FsyncPolicy::Never,
-        },
+        fsync: b.fsync,
         segment_bytes: b.segment_bytes,
         max_message_bytes: b.max_message_bytes * 2,
     };

@@ -9,6 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// When the embedded log's appends reach the disk (`broker.fsync`: `"always"` or
+/// `"never"`). One definition, shared with the embedded stores (`fv-wal`).
+pub use fv_wal::FsyncPolicy;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +42,6 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: "text".into() }
     }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    /// fdatasync before acknowledging every write (group commit).
-    Always,
-    /// Leave flushing to the OS: survives a process crash, not a power loss.
-    Never,
 }
 
 /// The log broker (Milvus MsgStream).
@@ -459,6 +453,17 @@ mod tests {
         assert_eq!(c.log.level, "debug");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.broker.fsync, FsyncPolicy::Never);
+    }
+
+    #[test]
+    fn fsync_is_spelled_in_lower_case() {
+        let parse = |v: &str| Config::from_toml_and_env(&format!("[broker]\nfsync = \"{v}\"\n"), std::iter::empty());
+        assert_eq!(parse("always").expect("always").broker.fsync, FsyncPolicy::Always);
+        assert_eq!(parse("never").expect("never").broker.fsync, FsyncPolicy::Never);
+        assert!(parse("Always").is_err());
+        assert_eq!(Config::default().broker.fsync, FsyncPolicy::Always);
+        let written = toml::to_string(&Config::default()).expect("serialize");
+        assert!(written.contains("fsync = \"always\""), "{written}");
     }
 
     #[test]

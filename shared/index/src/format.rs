@@ -24,6 +24,8 @@
 //! build wrote stays readable (an older build refuses a newer type's file as corrupt and
 //! the index is rebuilt).
 
+use bytes::{Buf, BufMut};
+
 use crate::error::{IndexError, Result};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
@@ -76,7 +78,7 @@ fn metric_code(m: Metric) -> u32 {
     }
 }
 
-/// Appends little-endian values to a buffer.
+/// Appends little-endian values to a buffer (through `bytes::BufMut`).
 pub(crate) struct Writer {
     buf: Vec<u8>,
 }
@@ -84,40 +86,40 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts a file with the header of `meta`; the body length is patched by `finish`.
     pub(crate) fn new(meta: &Meta, body_hint: usize) -> Writer {
-        let mut w = Writer { buf: Vec::with_capacity(HEADER_LEN + body_hint + 4) };
-        w.buf.extend_from_slice(MAGIC);
-        w.u32(FORMAT_VERSION);
-        w.u32(type_code(meta.index_type));
-        w.u32(metric_code(meta.metric));
-        w.u32(meta.dim as u32);
-        w.u64(meta.rows as u64);
-        w.u32(meta.nlist as u32);
-        w.u32(meta.m as u32);
-        w.u32(meta.nbits as u32);
-        w.u32(meta.default_nprobe as u32);
-        w.u64(0);
-        w
+        let mut buf = Vec::with_capacity(HEADER_LEN + body_hint + 4);
+        buf.put_slice(MAGIC);
+        buf.put_u32_le(FORMAT_VERSION);
+        buf.put_u32_le(type_code(meta.index_type));
+        buf.put_u32_le(metric_code(meta.metric));
+        buf.put_u32_le(meta.dim as u32);
+        buf.put_u64_le(meta.rows as u64);
+        buf.put_u32_le(meta.nlist as u32);
+        buf.put_u32_le(meta.m as u32);
+        buf.put_u32_le(meta.nbits as u32);
+        buf.put_u32_le(meta.default_nprobe as u32);
+        buf.put_u64_le(0);
+        Writer { buf }
     }
 
     pub(crate) fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.buf.put_u32_le(v);
     }
 
     pub(crate) fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.buf.put_u64_le(v);
     }
 
     pub(crate) fn f32s(&mut self, v: &[f32]) {
         self.buf.reserve(v.len() * 4);
         for x in v {
-            self.buf.extend_from_slice(&x.to_le_bytes());
+            self.buf.put_f32_le(*x);
         }
     }
 
     pub(crate) fn u32s(&mut self, v: &[u32]) {
         self.buf.reserve(v.len() * 4);
         for x in v {
-            self.buf.extend_from_slice(&x.to_le_bytes());
+            self.buf.put_u32_le(*x);
         }
     }
 
@@ -128,36 +130,38 @@ impl Writer {
     }
 
     pub(crate) fn bytes(&mut self, v: &[u8]) {
-        self.buf.extend_from_slice(v);
+        self.buf.put_slice(v);
     }
 
     /// Patches the body length and appends the CRC.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let body = (self.buf.len() - HEADER_LEN) as u64;
-        self.buf[48..56].copy_from_slice(&body.to_le_bytes());
+        (&mut self.buf[48..56]).put_u64_le(body);
         let crc = crc32fast::hash(&self.buf);
-        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf.put_u32_le(crc);
         self.buf
     }
 }
 
-/// Reads little-endian values with bounds checks; every failure is [`IndexError::Corrupt`].
+/// Reads little-endian values (through `bytes::Buf`) with bounds checks; every failure is
+/// [`IndexError::Corrupt`].
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    /// Length of the whole body, for offsets in errors.
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        if n > self.buf.len() - self.pos {
+        if n > self.buf.remaining() {
             return Err(IndexError::corrupt(format!(
                 "{what} needs {n} bytes at body offset {}, only {} left",
-                self.pos,
-                self.buf.len() - self.pos
+                self.len - self.buf.remaining(),
+                self.buf.remaining()
             )));
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let (s, rest) = self.buf.split_at(n);
+        self.buf = rest;
         Ok(s)
     }
 
@@ -169,22 +173,22 @@ impl<'a> Reader<'a> {
     // one-query searches hop around in, and those want huge pages (see `crate::memory`).
 
     pub(crate) fn f32s(&mut self, count: usize, what: &str) -> Result<Vec<f32>> {
-        let b = self.take(Self::len_of(count, 4, what)?, what)?;
+        let mut b = self.take(Self::len_of(count, 4, what)?, what)?;
         let mut v = scan_vec(count);
-        v.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        v.extend((0..count).map(|_| b.get_f32_le()));
         Ok(v)
     }
 
     pub(crate) fn u32s(&mut self, count: usize, what: &str) -> Result<Vec<u32>> {
-        let b = self.take(Self::len_of(count, 4, what)?, what)?;
+        let mut b = self.take(Self::len_of(count, 4, what)?, what)?;
         let mut v = scan_vec(count);
-        v.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        v.extend((0..count).map(|_| b.get_u32_le()));
         Ok(v)
     }
 
     pub(crate) fn u64s(&mut self, count: usize, what: &str) -> Result<Vec<u64>> {
-        let b = self.take(Self::len_of(count, 8, what)?, what)?;
-        Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+        let mut b = self.take(Self::len_of(count, 8, what)?, what)?;
+        Ok((0..count).map(|_| b.get_u64_le()).collect())
     }
 
     pub(crate) fn bytes(&mut self, count: usize, what: &str) -> Result<Vec<u8>> {
@@ -196,10 +200,10 @@ impl<'a> Reader<'a> {
 
     /// Errors unless every body byte was read.
     pub(crate) fn end(&self) -> Result<()> {
-        if self.pos == self.buf.len() {
+        if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(IndexError::corrupt(format!("{} unexpected bytes after the body", self.buf.len() - self.pos)))
+            Err(IndexError::corrupt(format!("{} unexpected bytes after the body", self.buf.len())))
         }
     }
 }
@@ -216,34 +220,23 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
     if &bytes[..8] != MAGIC {
         return Err(IndexError::corrupt("bad magic: not a Ferrovec index file"));
     }
-    let (content, tail) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let (content, mut tail) = bytes.split_at(bytes.len() - 4);
+    let stored = tail.get_u32_le();
     let computed = crc32fast::hash(content);
     if stored != computed {
         return Err(IndexError::corrupt(format!(
             "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is damaged or truncated"
         )));
     }
-    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-    let u64_at = |o: usize| {
-        u64::from_le_bytes([
-            bytes[o],
-            bytes[o + 1],
-            bytes[o + 2],
-            bytes[o + 3],
-            bytes[o + 4],
-            bytes[o + 5],
-            bytes[o + 6],
-            bytes[o + 7],
-        ])
-    };
-    let version = u32_at(8);
+    // The length check above guarantees the whole header is present.
+    let mut h = &content[8..HEADER_LEN];
+    let version = h.get_u32_le();
     if version != FORMAT_VERSION {
         return Err(IndexError::Unsupported(format!(
             "index format version {version}; this build reads version {FORMAT_VERSION}"
         )));
     }
-    let index_type = match u32_at(12) {
+    let index_type = match h.get_u32_le() {
         1 => IndexType::Flat,
         2 => IndexType::IvfFlat,
         3 => IndexType::IvfSq8,
@@ -251,7 +244,7 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
         5 => IndexType::Hnsw,
         c => return Err(IndexError::corrupt(format!("unknown index type code {c}"))),
     };
-    let metric = match u32_at(16) {
+    let metric = match h.get_u32_le() {
         1 => Metric::L2,
         2 => Metric::Ip,
         3 => Metric::Cosine,
@@ -259,17 +252,19 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
     };
     let to_usize =
         |v: u64, what: &str| usize::try_from(v).map_err(|_| IndexError::corrupt(format!("{what} {v} too large")));
+    let dim = h.get_u32_le() as usize;
+    let rows = to_usize(h.get_u64_le(), "rows")?;
     let meta = Meta {
         index_type,
         metric,
-        dim: u32_at(20) as usize,
-        rows: to_usize(u64_at(24), "rows")?,
-        nlist: u32_at(32) as usize,
-        m: u32_at(36) as usize,
-        nbits: u32_at(40) as usize,
-        default_nprobe: u32_at(44) as usize,
+        dim,
+        rows,
+        nlist: h.get_u32_le() as usize,
+        m: h.get_u32_le() as usize,
+        nbits: h.get_u32_le() as usize,
+        default_nprobe: h.get_u32_le() as usize,
     };
-    let body_len = u64_at(48);
+    let body_len = h.get_u64_le();
     if body_len != (content.len() - HEADER_LEN) as u64 {
         return Err(IndexError::corrupt(format!(
             "body length {body_len} does not match the file ({} bytes)",
@@ -279,5 +274,84 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(Meta, Reader<'_>)> {
     if meta.dim == 0 || meta.rows > u32::MAX as usize {
         return Err(IndexError::corrupt(format!("dim {} / rows {} out of range", meta.dim, meta.rows)));
     }
-    Ok((meta, Reader { buf: &content[HEADER_LEN..], pos: 0 }))
+    let body = &content[HEADER_LEN..];
+    Ok((meta, Reader { buf: body, len: body.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file as the writer produced it before it moved to `bytes::BufMut` (commit
+    /// 83c7e5a): the format must not change.
+    const GOLDEN: &str = concat!(
+        "4656494e4445580001000000040000000200000004000000020000000000000001000000020000000800000001000000",
+        "2f000000000000000700000000000000000100000000c03f000000c001000000ffffffff030000000000000004000000",
+        "000000000908078f587e01",
+    );
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            index_type: IndexType::IvfPq,
+            metric: Metric::Ip,
+            dim: 4,
+            rows: 2,
+            nlist: 1,
+            m: 2,
+            nbits: 8,
+            default_nprobe: 1,
+        }
+    }
+
+    fn write() -> Vec<u8> {
+        let mut w = Writer::new(&meta(), 64);
+        w.u32(7);
+        w.u64(1 << 40);
+        w.f32s(&[1.5, -2.0]);
+        w.u32s(&[1, u32::MAX]);
+        w.u64s([3, 4]);
+        w.bytes(&[9, 8, 7]);
+        w.finish()
+    }
+
+    #[test]
+    fn bytes_are_stable_and_read_back() {
+        assert_eq!(hex(&write()), GOLDEN);
+        let bytes = unhex(GOLDEN);
+        let (m, mut r) = open(&bytes).expect("open the original bytes");
+        assert_eq!(m, meta());
+        assert_eq!(r.u32s(1, "a").expect("u32"), vec![7]);
+        assert_eq!(r.u64s(1, "b").expect("u64"), vec![1 << 40]);
+        assert_eq!(r.f32s(2, "c").expect("f32s"), vec![1.5, -2.0]);
+        assert_eq!(r.u32s(2, "d").expect("u32s"), vec![1, u32::MAX]);
+        assert_eq!(r.u64s(2, "e").expect("u64s"), vec![3, 4]);
+        assert!(r.end().is_err(), "three bytes are left");
+        assert_eq!(r.bytes(3, "f").expect("bytes"), vec![9, 8, 7]);
+        r.end().expect("all read");
+        assert!(r.u32s(1, "g").is_err(), "reading past the body is an error");
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        let bytes = unhex(GOLDEN);
+        for cut in 0..bytes.len() {
+            assert!(open(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(open(&bad).is_err(), "flipped byte {i}");
+        }
+        let (_, mut r) = open(&bytes).expect("open");
+        assert!(r.f32s(usize::MAX, "huge").is_err(), "an overflowing count");
+        assert!(r.bytes(1000, "long").is_err());
+    }
 }

@@ -71,3 +71,19 @@ impl BrokerError {
         }
     }
 }
+
+impl From<fv_wal::WalError> for BrokerError {
+    fn from(e: fv_wal::WalError) -> Self {
+        match e {
+            fv_wal::WalError::Io { path, source } => BrokerError::Io { path, source },
+            fv_wal::WalError::Corrupt { path, offset, reason } => BrokerError::Corrupt { path, offset, reason },
+            fv_wal::WalError::Locked { path } => {
+                let dir = path.parent().unwrap_or(&path);
+                BrokerError::Unavailable { reason: format!("{} is in use by another log broker", dir.display()) }
+            }
+            fv_wal::WalError::FrameTooLarge { len } => {
+                BrokerError::InvalidArgument { reason: format!("batch of {len} bytes is too large for one frame") }
+            }
+        }
+    }
+}

@@ -46,3 +46,18 @@ impl MetaError {
         matches!(self, MetaError::Unavailable { .. } | MetaError::Etcd { retriable: true, .. })
     }
 }
+
+impl From<fv_wal::WalError> for MetaError {
+    fn from(e: fv_wal::WalError) -> Self {
+        match e {
+            fv_wal::WalError::Io { path, source } => MetaError::Io { path, source },
+            fv_wal::WalError::Corrupt { path, offset, reason } => MetaError::Corrupt { path, offset, reason },
+            fv_wal::WalError::Locked { path } => MetaError::Unavailable {
+                reason: format!("{} is locked: the meta store is already open", path.display()),
+            },
+            fv_wal::WalError::FrameTooLarge { len } => {
+                MetaError::InvalidArgument { reason: format!("commit of {len} bytes is too large for one frame") }
+            }
+        }
+    }
+}
