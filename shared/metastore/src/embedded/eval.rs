@@ -297,10 +297,19 @@ pub(super) fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Largest value one key may hold. etcd refuses requests above 1.5 MiB by default; the
+/// embedded store is generous, but bounded so that every commit fits in a log frame
+/// that reading accepts (see [`MAX_COMMIT_BYTES`]).
+pub(super) const MAX_VALUE_BYTES: usize = 256 << 20;
+/// Largest sum of key and value sizes one transaction may write. A commit's log frame
+/// holds a little more than this; frames above 1 GiB are refused when the log is read,
+/// so a larger commit would be acknowledged and then lost or unreadable after a restart.
+pub(super) const MAX_COMMIT_BYTES: usize = 768 << 20;
+
 fn validate_value(key: &str, value: &Bytes) -> Result<()> {
-    if u32::try_from(value.len()).is_err() {
+    if value.len() > MAX_VALUE_BYTES {
         return Err(MetaError::InvalidArgument {
-            reason: format!("value of {} bytes for key {key:?} is too large", value.len()),
+            reason: format!("value of {} bytes for key {key:?} is too large (at most {MAX_VALUE_BYTES})", value.len()),
         });
     }
     Ok(())
@@ -310,6 +319,20 @@ fn validate_value(key: &str, value: &Bytes) -> Result<()> {
 pub(super) fn validate_txn(txn: &Txn) -> Result<()> {
     for compare in &txn.compares {
         validate_key(&compare.key)?;
+    }
+    for branch in [&txn.success, &txn.failure] {
+        let written: usize = branch
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put { key, value, .. } => key.len() + value.len(),
+                _ => 0,
+            })
+            .sum();
+        if written > MAX_COMMIT_BYTES {
+            return Err(MetaError::InvalidArgument {
+                reason: format!("a transaction writing {written} bytes is too large (at most {MAX_COMMIT_BYTES})"),
+            });
+        }
     }
     for branch in [&txn.success, &txn.failure] {
         let mut puts = BTreeSet::new();
@@ -368,6 +391,20 @@ mod tests {
             failure: vec![TxnOp::put("p/k", "1"), TxnOp::DeletePrefix { prefix: "p/".to_owned() }],
         };
         assert!(matches!(kv.txn(overlapping).await, Err(MetaError::InvalidArgument { .. })));
+        assert_eq!(kv.revision().await.expect("revision"), 0, "nothing was applied");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_too_large_for_a_readable_log_frame_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = EmbeddedMetaKv::open(dir.path()).expect("open");
+        let big = Bytes::from(vec![7u8; MAX_VALUE_BYTES + 1]);
+        assert!(matches!(kv.put("k", big, 0).await, Err(MetaError::InvalidArgument { .. })));
+        // Four values each under the value limit, together over the commit limit.
+        let quarter = Bytes::from(vec![7u8; MAX_COMMIT_BYTES / 4 + 1]);
+        let ops = (0..4).map(|i| TxnOp::put(format!("k{i}"), quarter.clone())).collect();
+        let txn = Txn { compares: vec![], success: ops, failure: vec![] };
+        assert!(matches!(kv.txn(txn).await, Err(MetaError::InvalidArgument { .. })));
         assert_eq!(kv.revision().await.expect("revision"), 0, "nothing was applied");
     }
 }
