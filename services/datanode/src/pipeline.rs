@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 use crate::buffer::{ChannelBuffer, FlushedSegment, PendingDeletes};
 use crate::flush;
 
+#[cfg(test)]
+mod tests;
+
 const RPC_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Commands from the data node actor to a pipeline.

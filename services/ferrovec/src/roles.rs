@@ -8,17 +8,9 @@ use fv_runtime::RoleContext;
 use fv_runtime::rpc::Role;
 
 /// The start order: coordinators first (rootcoord before the others, which call it),
-/// then the worker nodes, the proxy last. Shutdown runs in reverse.
-pub const START_ORDER: [Role; 8] = [
-    Role::RootCoord,
-    Role::DataCoord,
-    Role::IndexCoord,
-    Role::QueryCoord,
-    Role::DataNode,
-    Role::QueryNode,
-    Role::IndexNode,
-    Role::Proxy,
-];
+/// then the worker nodes, the proxy last ([`Role::ALL`] lists them so). Shutdown runs
+/// in reverse.
+pub const START_ORDER: [Role; 8] = Role::ALL;
 
 /// Parses `standalone` or a comma list of roles.
 pub fn parse_roles(spec: &str) -> FvResult<Vec<Role>> {

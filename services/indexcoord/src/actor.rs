@@ -24,6 +24,9 @@ use parking_lot::RwLock;
 use crate::catalog::{self, commit, put_index, put_task};
 use crate::{MAX_RETRIES, SUPPORTED_VECTOR_INDEXES};
 
+#[cfg(test)]
+mod tests;
+
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]

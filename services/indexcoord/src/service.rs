@@ -30,15 +30,14 @@ struct IndexCoordService {
 }
 
 impl IndexCoordService {
-    /// Runs a meta change, then queues a scheduling round so new or failed tasks are
+    /// Runs a change, then queues a scheduling round so new or failed tasks are
     /// issued without waiting for the next tick.
     async fn change<F, Fut>(&self, name: &'static str, f: F) -> FvResult<StatusResponse>
     where
         F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
         Fut: Future<Output = FvResult<()>> + 'static,
     {
-        self.exclusive.run(name, f).await?;
-        self.exclusive.spawn("schedule", |c| async move { c.schedule().await });
+        self.exclusive.run_then(name, f, "schedule", |c| async move { c.schedule().await }).await?;
         Ok(StatusResponse::ok())
     }
 }

@@ -19,6 +19,9 @@ use fv_storage::ColumnData;
 use fv_storage::binlog::decode_insert_log;
 use fv_storage::paths;
 
+#[cfg(test)]
+mod tests;
+
 pub struct Core {
     pub ctx: RoleContext,
     /// Builds in progress (shared with the build tasks).

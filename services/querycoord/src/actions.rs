@@ -29,7 +29,7 @@ use fv_proto::fv::datacoord::{GetRecoveryInfoResponse, VchannelInfo};
 use fv_proto::fv::meta::{CollectionInfo, LoadInfo, SegmentIndexTask, SegmentInfo};
 use fv_proto::fv::querycoord::DistributionProcedure;
 use fv_proto::fv::querycoord::distribution_procedure::Op;
-use fv_proto::fv::querynode::LoadSegmentsRequest;
+use fv_proto::fv::querynode::{LoadSegmentsRequest, WatchDmChannelRequest};
 use fv_proto::fv::rootcoord::AllocIdRequest;
 use fv_runtime::Clients;
 use fv_runtime::procedure::{Procedure, Step};
@@ -92,6 +92,18 @@ pub async fn execute(round: &Round<'_>, state: &mut RoundState, action: &Action)
         Action::SwitchLeader { vchannel, from, to } => switch_leader::execute(round, state, vchannel, *from, *to).await,
         Action::Serve { vchannel, node } => serve::execute(round, vchannel, *node).await,
         Action::Unsub { vchannel, node } => unsub::execute(round, vchannel, *node).await,
+    }
+}
+
+/// Makes a node the delegator of `channel` for the loaded partitions (`standby`: it
+/// refuses reads until told to serve).
+fn watch_request(round: &Round<'_>, channel: VchannelInfo, standby: bool) -> WatchDmChannelRequest {
+    WatchDmChannelRequest {
+        collection: Some(round.desc.clone()),
+        channel: Some(channel),
+        partition_ids: round.partitions.to_vec(),
+        whole_collection: round.load.whole_collection,
+        standby,
     }
 }
 

@@ -30,15 +30,14 @@ struct QueryCoordService {
 }
 
 impl QueryCoordService {
-    /// Runs a change of the load intents, then queues a reconciliation round so it
-    /// takes effect without waiting for the next period.
+    /// Runs a change, then queues a reconciliation round so it takes effect
+    /// without waiting for the next period.
     async fn change<F, Fut>(&self, name: &'static str, f: F) -> FvResult<StatusResponse>
     where
         F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
         Fut: Future<Output = FvResult<()>> + 'static,
     {
-        self.exclusive.run(name, f).await?;
-        self.exclusive.spawn("reconcile", |c| async move { c.reconcile().await });
+        self.exclusive.run_then(name, f, "reconcile", |c| async move { c.reconcile().await }).await?;
         Ok(StatusResponse::ok())
     }
 }

@@ -101,6 +101,27 @@ impl<C: Send + Sync + 'static> ExclusiveHandle<C> {
         self.addr.do_send(Self::job(name, f));
     }
 
+    /// Runs `f` like [`ExclusiveHandle::run`]; once it succeeded, queues `then` (whose
+    /// result is dropped) without waiting for it: a change followed by the round that
+    /// acts on it (indexcoord's scheduling, querycoord's reconciliation).
+    pub async fn run_then<F, Fut, G, GFut>(
+        &self,
+        name: &'static str,
+        f: F,
+        then_name: &'static str,
+        then: G,
+    ) -> FvResult<()>
+    where
+        F: FnOnce(Arc<C>) -> Fut + Send + 'static,
+        Fut: Future<Output = FvResult<()>> + 'static,
+        G: FnOnce(Arc<C>) -> GFut + Send + 'static,
+        GFut: Future<Output = FvResult<()>> + 'static,
+    {
+        self.run(name, f).await?;
+        self.spawn(then_name, then);
+        Ok(())
+    }
+
     /// Whether the actor still runs.
     pub fn connected(&self) -> bool {
         self.addr.connected()

@@ -1,4 +1,4 @@
-//! Binlog files: the persisted form of a segment (see docs/binlog-format.md).
+//! Binlog files: the persisted form of a segment (see docs/storage-formats.md).
 //!
 //! Three kinds share one envelope: a fixed header (magic `FVBL`, format version, kind,
 //! ids, data type, row count, timestamp range), a kind-specific payload, and a CRC32 of

@@ -1,10 +1,9 @@
 //! Make a node the delegator of a vchannel (a first load, or failover as standby).
 
 use fv_common::{FvResult, NodeId};
-use fv_proto::fv::querynode::WatchDmChannelRequest;
 use fv_runtime::Clients;
 
-use super::{CALL_TIMEOUT, Round, RoundState};
+use super::{CALL_TIMEOUT, Round, RoundState, watch_request};
 
 pub async fn execute(
     round: &Round<'_>,
@@ -14,13 +13,7 @@ pub async fn execute(
     standby: bool,
 ) -> FvResult<()> {
     let Some(channel) = round.channel(vchannel) else { return Ok(()) };
-    let req = WatchDmChannelRequest {
-        collection: Some(round.desc.clone()),
-        channel: Some(channel),
-        partition_ids: round.partitions.to_vec(),
-        whole_collection: round.load.whole_collection,
-        standby,
-    };
+    let req = watch_request(round, channel, standby);
     round.core.ctx.rpc.querynode(node).watch_dm_channel(&req).timeout(CALL_TIMEOUT).await?;
     state.leaders.insert(vchannel.to_string(), node);
     Ok(())
