@@ -1,10 +1,11 @@
 //! The Milvus boolean expression language: parser, type checker and vectorised evaluator.
 //!
 //! This is the `filter` (`expr`) of Milvus' search, query and delete. [`parse`] checks the
-//! syntax and yields an [`Ast`]; [`compile`] also resolves names against a [`Schema`],
-//! binds `{name}` template placeholders and type-checks, yielding a [`Plan`];
-//! [`Plan::evaluate`] answers, for each row of a [`ColumnSource`] (e.g. a
-//! [`SegmentData`]), whether it matches.
+//! syntax and yields an [`Ast`]; [`compile`] also resolves names against a
+//! [`Schema`](fv_common::schema::Schema), binds `{name}` template placeholders and
+//! type-checks, yielding a [`Plan`]; [`Plan::evaluate`] answers, for each row of a
+//! [`ColumnSource`] (e.g. a [`SegmentData`](fv_storage::SegmentData)), whether it matches:
+//! a bitset with one bit per row, set where the row matches.
 //!
 //! # Grammar
 //!
