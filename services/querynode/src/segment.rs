@@ -142,9 +142,9 @@ impl Inner {
                 .evaluate(&self.data)
                 .map_err(|e| FvError::invalid_parameter(format!("cannot evaluate filter: {e}")))?;
             mask = Some(match mask {
-                None => matched,
+                None => (0..n).map(|r| matched.contains(r)).collect(),
                 Some(mut m) => {
-                    m.iter_mut().zip(matched).for_each(|(a, b)| *a &= b);
+                    m.iter_mut().enumerate().for_each(|(r, a)| *a &= matched.contains(r));
                     m
                 }
             });

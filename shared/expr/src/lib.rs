@@ -1,10 +1,11 @@
 //! The Milvus boolean expression language: parser, type checker and vectorised evaluator.
 //!
 //! This is the `filter` (`expr`) of Milvus' search, query and delete. [`parse`] checks the
-//! syntax and yields an [`Ast`]; [`compile`] also resolves names against a [`Schema`],
-//! binds `{name}` template placeholders and type-checks, yielding a [`Plan`];
-//! [`Plan::evaluate`] answers, for each row of a [`ColumnSource`] (e.g. a
-//! [`SegmentData`]), whether it matches.
+//! syntax and yields an [`Ast`]; [`compile`] also resolves names against a
+//! [`Schema`](fv_common::schema::Schema), binds `{name}` template placeholders and
+//! type-checks, yielding a [`Plan`]; [`Plan::evaluate`] answers, for each row of a
+//! [`ColumnSource`] (e.g. a [`SegmentData`](fv_storage::SegmentData)), whether it matches:
+//! a bitset with one bit per row, set where the row matches.
 //!
 //! # Grammar
 //!
@@ -69,14 +70,26 @@
 //!
 //! # Evaluation
 //!
-//! Predicates evaluate to pairs of bitmaps (definitely true / definitely false).
+//! Predicates evaluate to pairs of row bitsets (definitely true / definitely false);
+//! [`Plan::evaluate`] returns the first, a [`FixedBitSet`](fixedbitset::FixedBitSet) with
+//! one bit per row, set where the row matches, ready to be ANDed word by word with other
+//! row filters (MVCC visibility, deletes) and handed to a vector index.
 //! Comparisons of typed columns with constants, ranges, `in` sets, LIKE on VarChar
 //! (exact / prefix / suffix / infix fast paths) and arithmetic over typed columns are
-//! tight loops over the column slices; `and`/`or`/`not` are word-wise bitmap operations.
+//! tight loops over the column slices; `and`/`or`/`not` are word-wise bitset operations.
 //! JSON paths are resolved per row. Nothing panics on any input; nesting deeper than
 //! [`MAX_DEPTH`] is rejected, and trees deeper than a few dozen levels are parsed,
 //! compiled and evaluated on a helper thread with a large stack (hence
 //! [`ColumnSource`]` : Sync`), so deep input cannot overflow the caller's stack.
+//!
+//! # Modules
+//!
+//! Text flows one way: `lexer` → `parser` ([`Ast`]) → `plan` (name resolution, templates,
+//! type checking) → `ir` (the compiled [`Plan`] tree) → `eval` (bitsets). `compare` holds
+//! the comparison rules that both the compiler (folding constants) and the evaluator
+//! (per-row JSON values) apply, so `plan` and `eval` each depend on `ir` and `compare`
+//! and never on each other. `depth` (nesting limits, the big-stack thread), `source`
+//! ([`ColumnSource`]), `like` (LIKE patterns), `ast` and `error` are leaves.
 //!
 //! # Not supported
 //!
@@ -85,116 +98,26 @@
 //! timestamptz `ISO`/`INTERVAL`, struct/element filters, ARRAY fields: each is a syntax or
 //! type error with a position.
 
-use std::collections::HashMap;
-
-use fv_common::FieldId;
-use fv_common::schema::Schema;
-use fv_storage::{Column, SegmentData};
-
 mod ast;
+mod compare;
+mod depth;
 mod error;
 mod eval;
+mod ir;
 mod lexer;
 mod like;
 mod parser;
 mod plan;
+mod source;
 
 pub use ast::{ArithOp, Ast, CmpOp, Expr, ExprKind, PathElem};
+pub use depth::MAX_DEPTH;
 pub use error::{ExprError, ExprErrorKind};
 pub use fv_proto::schema::TemplateValue;
+pub use ir::Plan;
 pub use parser::parse;
-pub use plan::{Plan, compile, compile_ast};
-
-/// The deepest nesting of an expression (parentheses, operators, arrays) accepted.
-pub const MAX_DEPTH: usize = 1000;
-
-/// Trees deeper than this are parsed, compiled and evaluated on a helper thread with a
-/// large stack, so that nesting up to [`MAX_DEPTH`] cannot overflow the caller's stack
-/// (unoptimised builds use kilobytes of stack per level).
-pub(crate) const SHALLOW_DEPTH: usize = 48;
-
-/// Stack of the helper thread for deep expressions.
-const BIG_STACK_BYTES: usize = 64 << 20;
-
-/// Runs `f` on a helper thread with a [`BIG_STACK_BYTES`] stack.
-pub(crate) fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, ExprError> {
-    let fail =
-        |why: &str| ExprError::new(ExprErrorKind::TooDeep, format!("expression is too deeply nested: {why}"), None);
-    std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name("fv-expr-deep".into())
-            .stack_size(BIG_STACK_BYTES)
-            .spawn_scoped(s, f)
-            .map_err(|e| fail(&format!("cannot start a thread for it: {e}")))?;
-        handle.join().map_err(|_| fail("its evaluation failed"))
-    })
-}
-
-/// Columns of a run of rows, by field id. `Sync` so that deeply nested plans can be
-/// evaluated on a helper thread.
-pub trait ColumnSource: Sync {
-    fn num_rows(&self) -> usize;
-    /// The column of `field_id`; None reads as all-null.
-    fn column(&self, field_id: FieldId) -> Option<&Column>;
-}
-
-impl ColumnSource for SegmentData {
-    fn num_rows(&self) -> usize {
-        SegmentData::num_rows(self)
-    }
-    fn column(&self, field_id: FieldId) -> Option<&Column> {
-        SegmentData::column(self, field_id)
-    }
-}
-
-/// A set of columns without timestamps (e.g. the columns of an insert message).
-#[derive(Debug, Clone, Copy)]
-pub struct Columns<'a> {
-    pub num_rows: usize,
-    pub columns: &'a [Column],
-}
-
-impl ColumnSource for Columns<'_> {
-    fn num_rows(&self) -> usize {
-        self.num_rows
-    }
-    fn column(&self, field_id: FieldId) -> Option<&Column> {
-        self.columns.iter().find(|c| c.field_id == field_id)
-    }
-}
-
-impl Plan {
-    /// One flag per row of `src`: does the row match (is the expression *true* for it).
-    pub fn evaluate(&self, src: &dyn ColumnSource) -> Result<Vec<bool>, ExprError> {
-        Ok(self.evaluate_bitmap(src)?.to_bools())
-    }
-
-    fn evaluate_bitmap(&self, src: &dyn ColumnSource) -> Result<eval::Bitmap, ExprError> {
-        let n = src.num_rows();
-        let Some(p) = &self.root else {
-            return Ok(eval::Bitmap::ones(n));
-        };
-        if self.depth > SHALLOW_DEPTH {
-            return on_big_stack(|| eval::eval_pred(p, src, n).map(|t| t.t))?;
-        }
-        Ok(eval::eval_pred(p, src, n)?.t)
-    }
-
-    /// The indices of the matching rows, ascending.
-    pub fn matching_rows(&self, src: &dyn ColumnSource) -> Result<Vec<usize>, ExprError> {
-        Ok(self.evaluate(src)?.into_iter().enumerate().filter_map(|(i, m)| m.then_some(i)).collect())
-    }
-
-    /// How many rows match.
-    pub fn count(&self, src: &dyn ColumnSource) -> Result<usize, ExprError> {
-        Ok(self.evaluate_bitmap(src)?.count_ones())
-    }
-}
-
-/// Compiles with no template parameters.
-pub fn compile_simple(expr: &str, schema: &Schema) -> Result<Plan, ExprError> {
-    compile(expr, schema, &HashMap::new())
-}
+pub use plan::{compile, compile_ast, compile_simple};
+pub use source::{ColumnSource, Columns};
 
 #[cfg(test)]
 mod tests;

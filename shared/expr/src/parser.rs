@@ -1,9 +1,9 @@
 //! A Pratt parser from tokens to [`Ast`].
 
 use crate::ast::{ArithOp, Ast, CmpOp, Expr, ExprKind, PathElem};
+use crate::depth::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
 use crate::error::{ExprError, ExprErrorKind};
 use crate::lexer::{Tok, Token, tokenize};
-use crate::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
 
 // Binding powers, loosest first. A binary operator of power P applies when P >= the
 // caller's minimum; its right operand is parsed with minimum P + 1 (left associative).

@@ -1,238 +1,36 @@
-//! Name resolution and type checking: from [`Ast`] to the typed [`Plan`] that the
-//! evaluator runs.
+//! Name resolution and type checking: from [`Ast`] to the typed [`Plan`] (the
+//! [`crate::ir`] tree) that the evaluator runs.
+//!
+//! Constant subtrees are folded here (with the comparison rules of [`crate::compare`], the
+//! ones the evaluator applies per row); `{name}` placeholders are bound by
+//! [`template`].
 
-use std::collections::{HashMap, HashSet};
+mod template;
 
+use std::collections::HashMap;
+
+use fv_common::FieldId;
 use fv_common::schema::Schema;
-use fv_common::{FieldId, PrimaryKey};
-use fv_proto::schema::{DataType, TemplateArrayValue, TemplateValue, template_array_value, template_value};
+use fv_proto::schema::{DataType, TemplateValue};
 
+use self::template::template_lit;
 use crate::ast::{ArithOp, Ast, CmpOp, Expr, ExprKind, PathElem};
+use crate::compare::{lit_cmp, lit_eq, lit_f64, round_for};
+use crate::depth::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
 use crate::error::{ExprError, ExprErrorKind};
+use crate::ir::{ColKind, ContainsMode, InSet, IntSet, Lit, PExpr, Plan, Ty, VExpr, lit_text, lit_ty, pred_depth};
 use crate::like::LikePattern;
-use crate::{MAX_DEPTH, SHALLOW_DEPTH, on_big_stack};
-
-/// A constant.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Lit {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Array(Vec<Lit>),
-}
-
-/// The static type of a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ty {
-    Bool,
-    Int,
-    Float,
-    Str,
-    /// A JSON value: its type is only known per row.
-    Json,
-    /// An array literal (only in `in` lists, JSON comparisons and function arguments).
-    Array,
-}
-
-impl Ty {
-    fn name(self) -> &'static str {
-        match self {
-            Ty::Bool => "boolean",
-            Ty::Int => "integer",
-            Ty::Float => "float",
-            Ty::Str => "string",
-            Ty::Json => "JSON",
-            Ty::Array => "array",
-        }
-    }
-    fn is_numeric(self) -> bool {
-        matches!(self, Ty::Int | Ty::Float)
-    }
-}
-
-/// How a typed scalar column is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ColKind {
-    Bool,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Float,
-    Double,
-    VarChar,
-}
-
-impl ColKind {
-    fn of(t: DataType) -> Option<ColKind> {
-        Some(match t {
-            DataType::Bool => ColKind::Bool,
-            DataType::Int8 => ColKind::Int8,
-            DataType::Int16 => ColKind::Int16,
-            DataType::Int32 => ColKind::Int32,
-            DataType::Int64 => ColKind::Int64,
-            DataType::Float => ColKind::Float,
-            DataType::Double => ColKind::Double,
-            DataType::VarChar | DataType::String => ColKind::VarChar,
-            _ => return None,
-        })
-    }
-    fn ty(self) -> Ty {
-        match self {
-            ColKind::Bool => Ty::Bool,
-            ColKind::Int8 | ColKind::Int16 | ColKind::Int32 | ColKind::Int64 => Ty::Int,
-            ColKind::Float | ColKind::Double => Ty::Float,
-            ColKind::VarChar => Ty::Str,
-        }
-    }
-}
-
-/// A value-producing expression.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum VExpr {
-    Column {
-        field: FieldId,
-        kind: ColKind,
-    },
-    Json {
-        field: FieldId,
-        path: Vec<PathElem>,
-    },
-    Lit(Lit),
-    Arith {
-        op: ArithOp,
-        lhs: Box<VExpr>,
-        rhs: Box<VExpr>,
-        ty: Ty,
-    },
-    Neg {
-        expr: Box<VExpr>,
-        ty: Ty,
-    },
-    /// `array_length(json path)`: the length of a JSON array, null otherwise.
-    ArrayLength(Box<VExpr>),
-}
-
-/// The constant set of an `in` test, shaped for the type of the tested value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum InSet {
-    Ints(IntSet),
-    /// Sorted by total order, deduplicated, no negative zero.
-    Floats(Vec<f64>),
-    Strs(HashSet<String>),
-    Bools {
-        has_true: bool,
-        has_false: bool,
-    },
-    /// Per-row comparison against the literals (JSON values).
-    Dyn,
-}
-
-/// A set of integers: sorted for binary search, plus a bit table when the values span
-/// a small range (the common case of ids and codes), for a branch-light lookup.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct IntSet {
-    sorted: Vec<i64>,
-    /// (minimum, one bit per value from the minimum)
-    dense: Option<(i64, Vec<u64>)>,
-}
-
-impl IntSet {
-    /// Sets spanning at most this many values get a bit table (8 KiB).
-    const DENSE_SPAN: u64 = 1 << 16;
-
-    pub(crate) fn new(mut values: Vec<i64>) -> IntSet {
-        values.sort_unstable();
-        values.dedup();
-        let dense = match (values.first(), values.last()) {
-            (Some(&lo), Some(&hi)) if values.len() > 8 && (hi.wrapping_sub(lo) as u64) < Self::DENSE_SPAN => {
-                let span = (hi.wrapping_sub(lo) as u64 + 1) as usize;
-                let mut bits = vec![0u64; span.div_ceil(64)];
-                for v in &values {
-                    let off = v.wrapping_sub(lo) as u64 as usize;
-                    bits[off / 64] |= 1 << (off % 64);
-                }
-                Some((lo, bits))
-            }
-            _ => None,
-        };
-        IntSet { sorted: values, dense }
-    }
-
-    #[inline]
-    pub(crate) fn contains(&self, x: i64) -> bool {
-        if let Some((lo, bits)) = &self.dense {
-            let off = x.wrapping_sub(*lo) as u64;
-            return bits.get((off / 64) as usize).is_some_and(|w| w >> (off % 64) & 1 == 1);
-        }
-        if self.sorted.len() <= 8 { self.sorted.contains(&x) } else { self.sorted.binary_search(&x).is_ok() }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ContainsMode {
-    One,
-    All,
-    Any,
-}
-
-/// A boolean (three-valued) expression.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum PExpr {
-    Const(bool),
-    And(Vec<PExpr>),
-    Or(Vec<PExpr>),
-    Not(Box<PExpr>),
-    /// `lhs op rhs`; when one side is a constant it is `rhs`.
-    Cmp {
-        lhs: VExpr,
-        op: CmpOp,
-        rhs: VExpr,
-    },
-    /// `value op1 lo and value op2 hi` with constant bounds, `value` evaluated once.
-    Range {
-        value: VExpr,
-        lower: (CmpOp, Lit),
-        upper: (CmpOp, Lit),
-    },
-    In {
-        value: VExpr,
-        list: Vec<Lit>,
-        set: InSet,
-        negated: bool,
-    },
-    Like {
-        value: VExpr,
-        pattern: LikePattern,
-    },
-    IsNull {
-        value: VExpr,
-        negated: bool,
-    },
-    /// A bool field or JSON path used as a predicate.
-    Truthy(VExpr),
-    Contains {
-        value: VExpr,
-        mode: ContainsMode,
-        items: Vec<Lit>,
-    },
-    Exists(VExpr),
-}
-
-/// A compiled filter: resolved against a schema, type-checked, ready to evaluate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub(crate) root: Option<PExpr>,
-    /// Depth of `root` (decides whether evaluation needs a big stack).
-    pub(crate) depth: usize,
-}
 
 /// Parses `expr`, resolves its names against `schema`, binds `{name}` placeholders from
 /// `params` and type-checks it.
 pub fn compile(expr: &str, schema: &Schema, params: &HashMap<String, TemplateValue>) -> Result<Plan, ExprError> {
-    let ast = crate::parse(expr)?;
+    let ast = crate::parser::parse(expr)?;
     compile_ast(&ast, schema, params)
+}
+
+/// [`compile`] with no template parameters.
+pub fn compile_simple(expr: &str, schema: &Schema) -> Result<Plan, ExprError> {
+    compile(expr, schema, &HashMap::new())
 }
 
 /// [`compile`] for an already parsed expression.
@@ -255,137 +53,6 @@ pub fn compile_ast(ast: &Ast, schema: &Schema, params: &HashMap<String, Template
         Ok(Plan { root: Some(p), depth })
     };
     if depth > SHALLOW_DEPTH { on_big_stack(run)? } else { run() }
-}
-
-fn lit_depth(l: &Lit) -> usize {
-    match l {
-        Lit::Array(items) => 1 + items.iter().map(lit_depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn lits_depth(items: &[Lit]) -> usize {
-    items.iter().map(lit_depth).max().unwrap_or(0)
-}
-
-fn value_depth(v: &VExpr) -> usize {
-    match v {
-        VExpr::Column { .. } | VExpr::Json { .. } => 0,
-        VExpr::Lit(l) => lit_depth(l),
-        VExpr::Arith { lhs, rhs, .. } => 1 + value_depth(lhs).max(value_depth(rhs)),
-        VExpr::Neg { expr, .. } | VExpr::ArrayLength(expr) => 1 + value_depth(expr),
-    }
-}
-
-fn pred_depth(p: &PExpr) -> usize {
-    match p {
-        PExpr::Const(_) => 0,
-        PExpr::And(items) | PExpr::Or(items) => 1 + items.iter().map(pred_depth).max().unwrap_or(0),
-        PExpr::Not(x) => 1 + pred_depth(x),
-        PExpr::Cmp { lhs, rhs, .. } => 1 + value_depth(lhs).max(value_depth(rhs)),
-        PExpr::In { value, list: items, .. } | PExpr::Contains { value, items, .. } => {
-            1 + value_depth(value).max(lits_depth(items))
-        }
-        PExpr::Range { value, .. }
-        | PExpr::Like { value, .. }
-        | PExpr::IsNull { value, .. }
-        | PExpr::Truthy(value)
-        | PExpr::Exists(value) => 1 + value_depth(value),
-    }
-}
-
-impl Plan {
-    /// A plan that matches every row.
-    pub fn match_all() -> Plan {
-        Plan { root: None, depth: 0 }
-    }
-
-    /// True for the empty expression (and anything that folded to constant `true`).
-    pub fn is_always_true(&self) -> bool {
-        matches!(self.root, None | Some(PExpr::Const(true)))
-    }
-
-    /// The ids of the fields the expression reads, ascending.
-    pub fn referenced_fields(&self) -> Vec<FieldId> {
-        let mut out = Vec::new();
-        if let Some(r) = &self.root {
-            pred_fields(r, &mut out);
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    /// `Some(keys)` when the expression is exactly `pk == v`, `pk in [..]` or an `or` of
-    /// those (keys deduplicated, in order of appearance), so that a delete or get can go
-    /// straight to the keys without a scan.
-    pub fn as_primary_keys(&self, schema: &Schema) -> Option<Vec<PrimaryKey>> {
-        let pk = schema.pk();
-        let is_int = match pk.data_type {
-            DataType::Int64 => true,
-            DataType::VarChar | DataType::String => false,
-            _ => return None,
-        };
-        let mut keys = Vec::new();
-        if !pk_keys(self.root.as_ref()?, pk.id, is_int, &mut keys) {
-            return None;
-        }
-        let mut seen = HashSet::new();
-        keys.retain(|k| seen.insert(k.clone()));
-        Some(keys)
-    }
-}
-
-fn lit_key(l: &Lit, is_int: bool) -> Option<PrimaryKey> {
-    match (l, is_int) {
-        (Lit::Int(v), true) => Some(PrimaryKey::Int(*v)),
-        (Lit::Str(s), false) => Some(PrimaryKey::Str(s.clone())),
-        _ => None,
-    }
-}
-
-fn pk_keys(p: &PExpr, pk: FieldId, is_int: bool, out: &mut Vec<PrimaryKey>) -> bool {
-    match p {
-        PExpr::Cmp { lhs: VExpr::Column { field, .. }, op: CmpOp::Eq, rhs: VExpr::Lit(l) } if *field == pk => {
-            lit_key(l, is_int).map(|k| out.push(k)).is_some()
-        }
-        PExpr::In { value: VExpr::Column { field, .. }, list, negated: false, .. } if *field == pk => {
-            list.iter().all(|l| lit_key(l, is_int).map(|k| out.push(k)).is_some())
-        }
-        PExpr::Or(items) => items.iter().all(|i| pk_keys(i, pk, is_int, out)),
-        _ => false,
-    }
-}
-
-fn value_fields(v: &VExpr, out: &mut Vec<FieldId>) {
-    match v {
-        VExpr::Column { field, .. } | VExpr::Json { field, .. } => out.push(*field),
-        VExpr::Lit(_) => {}
-        VExpr::Arith { lhs, rhs, .. } => {
-            value_fields(lhs, out);
-            value_fields(rhs, out);
-        }
-        VExpr::Neg { expr, .. } | VExpr::ArrayLength(expr) => value_fields(expr, out),
-    }
-}
-
-fn pred_fields(p: &PExpr, out: &mut Vec<FieldId>) {
-    match p {
-        PExpr::Const(_) => {}
-        PExpr::And(items) | PExpr::Or(items) => items.iter().for_each(|i| pred_fields(i, out)),
-        PExpr::Not(x) => pred_fields(x, out),
-        PExpr::Cmp { lhs, rhs, .. } => {
-            value_fields(lhs, out);
-            value_fields(rhs, out);
-        }
-        PExpr::Range { value, .. }
-        | PExpr::In { value, .. }
-        | PExpr::Like { value, .. }
-        | PExpr::IsNull { value, .. }
-        | PExpr::Truthy(value)
-        | PExpr::Contains { value, .. }
-        | PExpr::Exists(value) => value_fields(value, out),
-    }
 }
 
 /// A compiled value with what the checker needs to know about it.
@@ -421,30 +88,6 @@ impl Operand<'_> {
     }
 }
 
-fn lit_ty(l: &Lit) -> Ty {
-    match l {
-        Lit::Bool(_) => Ty::Bool,
-        Lit::Int(_) => Ty::Int,
-        Lit::Float(_) => Ty::Float,
-        Lit::Str(_) => Ty::Str,
-        Lit::Array(_) => Ty::Array,
-    }
-}
-
-pub(crate) fn lit_text(l: &Lit) -> String {
-    match l {
-        Lit::Bool(b) => b.to_string(),
-        Lit::Int(v) => v.to_string(),
-        Lit::Float(v) => format!("{v:?}"),
-        Lit::Str(s) => {
-            let mut out = String::new();
-            let _ = crate::ast::write_str_literal(&mut out, s);
-            out
-        }
-        Lit::Array(items) => format!("[{}]", items.iter().map(lit_text).collect::<Vec<_>>().join(", ")),
-    }
-}
-
 struct Compiler<'s> {
     schema: &'s Schema,
     params: &'s HashMap<String, TemplateValue>,
@@ -452,16 +95,6 @@ struct Compiler<'s> {
 
 fn not_boolean(o: &Operand<'_>) -> ExprError {
     ExprError::type_err(format!("expected a boolean expression, got {}", o.describe()), o.node.pos)
-}
-
-/// A float literal compared with a Float (f32) column is rounded to f32 first, as
-/// Milvus does, so that `f == 0.1` finds the rows that stored 0.1.
-fn round_for(col: &VExpr, l: Lit) -> Lit {
-    match (col, l) {
-        (VExpr::Column { kind: ColKind::Float, .. }, Lit::Float(v)) => Lit::Float(f64::from(v as f32)),
-        (VExpr::Column { kind: ColKind::Float, .. }, Lit::Int(v)) => Lit::Float(f64::from(v as f32)),
-        (_, l) => l,
-    }
 }
 
 fn and_of(items: Vec<PExpr>) -> PExpr {
@@ -640,7 +273,7 @@ impl<'s> Compiler<'s> {
         }
         let items = items.clone();
         if let VExpr::Lit(x) = &v.v {
-            let hit = items.iter().any(|i| crate::eval::lit_eq(x, i));
+            let hit = items.iter().any(|i| lit_eq(x, i));
             return Ok(PExpr::Const(hit != negated));
         }
         let set = build_set(&v.v, v.ty, &items);
@@ -891,7 +524,7 @@ impl<'s> Compiler<'s> {
 /// `lhs op rhs` with a constant moved to the right, and constant pairs folded.
 fn make_cmp(lhs: VExpr, op: CmpOp, rhs: VExpr) -> PExpr {
     match (lhs, rhs) {
-        (VExpr::Lit(a), VExpr::Lit(b)) => PExpr::Const(crate::eval::lit_cmp(&a, op, &b) == Some(true)),
+        (VExpr::Lit(a), VExpr::Lit(b)) => PExpr::Const(lit_cmp(&a, op, &b) == Some(true)),
         (VExpr::Lit(a), v) => {
             let a = round_for(&v, a);
             PExpr::Cmp { lhs: v, op: op.flip(), rhs: VExpr::Lit(a) }
@@ -919,8 +552,8 @@ fn fold_arith(op: ArithOp, a: &Lit, b: &Lit) -> Option<Lit> {
             }))
         }
         _ => {
-            let x = crate::eval::lit_f64(a)?;
-            let y = crate::eval::lit_f64(b)?;
+            let x = lit_f64(a)?;
+            let y = lit_f64(b)?;
             let v = match op {
                 ArithOp::Add => x + y,
                 ArithOp::Sub => x - y,
@@ -954,7 +587,7 @@ fn build_set(v: &VExpr, ty: Ty, items: &[Lit]) -> InSet {
         Ty::Float => {
             let mut out: Vec<f64> = items
                 .iter()
-                .filter_map(crate::eval::lit_f64)
+                .filter_map(lit_f64)
                 .map(|f| if f32_col { f64::from(f as f32) } else { f })
                 .map(|f| f + 0.0)
                 .collect();
@@ -975,57 +608,5 @@ fn build_set(v: &VExpr, ty: Ty, items: &[Lit]) -> InSet {
             InSet::Bools { has_true: items.contains(&Lit::Bool(true)), has_false: items.contains(&Lit::Bool(false)) }
         }
         Ty::Json | Ty::Array => InSet::Dyn,
-    }
-}
-
-fn json_lit(v: serde_json::Value) -> Result<Lit, String> {
-    Ok(match v {
-        serde_json::Value::Bool(b) => Lit::Bool(b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Lit::Int(i),
-            None => Lit::Float(n.as_f64().ok_or("unsupported JSON number")?),
-        },
-        serde_json::Value::String(s) => Lit::Str(s),
-        serde_json::Value::Array(items) => Lit::Array(items.into_iter().map(json_lit).collect::<Result<_, _>>()?),
-        serde_json::Value::Null => return Err("JSON null is not supported".into()),
-        serde_json::Value::Object(_) => return Err("JSON objects are not supported".into()),
-    })
-}
-
-fn template_array_lit(a: &TemplateArrayValue) -> Result<Lit, String> {
-    use template_array_value::Data;
-    Ok(Lit::Array(match &a.data {
-        None => Vec::new(),
-        Some(Data::BoolData(x)) => x.data.iter().map(|b| Lit::Bool(*b)).collect(),
-        Some(Data::LongData(x)) => x.data.iter().map(|v| Lit::Int(*v)).collect(),
-        Some(Data::DoubleData(x)) => x
-            .data
-            .iter()
-            .map(|v| if v.is_finite() { Ok(Lit::Float(*v)) } else { Err(format!("{v} is not a finite number")) })
-            .collect::<Result<_, _>>()?,
-        Some(Data::StringData(x)) => x.data.iter().map(|s| Lit::Str(s.clone())).collect(),
-        Some(Data::ArrayData(x)) => x.data.iter().map(template_array_lit).collect::<Result<_, _>>()?,
-        Some(Data::JsonData(x)) => x
-            .data
-            .iter()
-            .map(|b| {
-                serde_json::from_slice::<serde_json::Value>(b)
-                    .map_err(|e| format!("invalid JSON element: {e}"))
-                    .and_then(json_lit)
-            })
-            .collect::<Result<_, _>>()?,
-    }))
-}
-
-fn template_lit(v: &TemplateValue) -> Result<Lit, String> {
-    use template_value::Val;
-    match &v.val {
-        None => Err("the value is empty".into()),
-        Some(Val::BoolVal(b)) => Ok(Lit::Bool(*b)),
-        Some(Val::Int64Val(i)) => Ok(Lit::Int(*i)),
-        Some(Val::FloatVal(f)) if f.is_finite() => Ok(Lit::Float(*f)),
-        Some(Val::FloatVal(f)) => Err(format!("{f} is not a finite number")),
-        Some(Val::StringVal(s)) => Ok(Lit::Str(s.clone())),
-        Some(Val::ArrayVal(a)) => template_array_lit(a),
     }
 }
