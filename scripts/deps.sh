@@ -73,6 +73,16 @@ ensure_protoc() {
     export PROTOC
 }
 
+# cargo-machete (unused dependencies in the manifests), built once into ~/.cargo/bin.
+CARGO_MACHETE_VERSION=0.9.2
+ensure_cargo_machete() {
+    if ! cargo machete --version 2>/dev/null | grep -q "$CARGO_MACHETE_VERSION"; then
+        log "installing cargo-machete $CARGO_MACHETE_VERSION"
+        cargo install --locked --quiet cargo-machete --version "$CARGO_MACHETE_VERSION" >&2 \
+            || die "cannot install cargo-machete"
+    fi
+}
+
 # True when something accepts connections on 127.0.0.1:$1.
 _port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

