@@ -31,7 +31,6 @@ mod gemm;
 pub mod index;
 pub mod kmeans;
 mod memory;
-pub mod metric;
 pub mod params;
 mod rng;
 mod sq8;
@@ -44,6 +43,8 @@ pub mod topk;
 pub use error::{IndexError, Result};
 pub use filter::{Bitset, RowFilter};
 pub use index::{VectorIndex, auto_index};
-pub use metric::Metric;
+/// The Milvus metric enum lives in fv-common (the proxy parses metric names without this
+/// crate); re-exported so that `fv_index::Metric` and `fv_index::metric::Metric` keep working.
+pub use fv_common::metric::{self, Metric};
 pub use params::{IndexParams, IndexType, SearchParams};
 pub use topk::Hit;
