@@ -1,122 +1,24 @@
 //! Exact (FLAT) search: every allowed row is scored against every query.
 //!
-//! Two paths with one contract: few queries go row by row through the SIMD kernels (rows
-//! split over the cores when a single query meets a large segment); batches of at least
-//! [`GEMM_MIN_QUERIES`] queries go through GEMM ([`search_gemm`]), which reads each row once
-//! per query block instead of once per query.
+//! Two paths with one contract: few queries go row by row through the SIMD kernels
+//! (`scan`: rows split over the cores when a single query meets a large segment); batches
+//! of at least [`GEMM_MIN_QUERIES`] queries go through GEMM (`batch`, [`search_gemm`]),
+//! which reads each row once per query block instead of once per query. What both need
+//! (the parameters, the per-row score that fixes every returned score) is in `score`.
 
-use rayon::prelude::*;
+mod batch;
+mod scan;
+mod score;
 
-use crate::distance::{dot, l2_sq, norm};
+pub use score::{SearchParams, row_norms, score};
+
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
-use crate::metric::Metric;
-use crate::topk::{Hit, TopK};
+use crate::topk::Hit;
+use scan::Scan;
 
 /// Batches of at least this many queries use the GEMM path.
 pub const GEMM_MIN_QUERIES: usize = 4;
-/// At most this many rows per task when one query's scan is split over the cores.
-const SCAN_CHUNK: usize = 4096;
-/// A single query's scan is split over the cores from this many floats (4 MiB) on.
-const SPLIT_FLOATS: usize = 1 << 20;
-
-/// How to score and select in an exact search.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SearchParams {
-    /// Metric of the vectors.
-    pub metric: Metric,
-    /// Hits wanted per query.
-    pub k: usize,
-    /// Range search bounds (see [`Metric::in_range`]).
-    pub radius: Option<f32>,
-    /// Range search bounds (see [`Metric::in_range`]).
-    pub range_filter: Option<f32>,
-}
-
-/// Row norms, for cosine scoring (computed once per sealed segment).
-pub fn row_norms(base: &[f32], dim: usize) -> Vec<f32> {
-    base.chunks_exact(dim).map(norm).collect()
-}
-
-/// Scores one query against one row (`query_norm` is used for COSINE only; `row_norm`
-/// is computed when absent).
-#[inline]
-pub fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32], row_norm: Option<f32>) -> f32 {
-    match metric {
-        Metric::L2 => l2_sq(query, row),
-        Metric::Ip => dot(query, row),
-        Metric::Cosine => {
-            let n = row_norm.unwrap_or_else(|| norm(row)) * query_norm;
-            if n > 0.0 { dot(query, row) / n } else { 0.0 }
-        }
-    }
-}
-
-/// One exact search's inputs, shared by its row scans.
-#[derive(Clone, Copy)]
-struct Scan<'a> {
-    base: &'a [f32],
-    dim: usize,
-    p: &'a SearchParams,
-    filter: Option<RowFilter<'a>>,
-    norms: Option<&'a [f32]>,
-}
-
-impl Scan<'_> {
-    /// Scans rows `range` for one query into `top`, 64 scores at a time through
-    /// [`TopK::push_block`] (which skips chunks that cannot enter).
-    fn rows(&self, q: &[f32], qn: f32, range: std::ops::Range<usize>, top: &mut TopK) {
-        let (p, dim) = (self.p, self.dim);
-        let ranged = p.radius.is_some() || p.range_filter.is_some();
-        let (mut scores, mut ids) = ([0f32; 64], [0u32; 64]);
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + 64).min(range.end);
-            let mut n = 0;
-            for row in start..end {
-                if self.filter.is_some_and(|f| !f.allows(row)) {
-                    continue;
-                }
-                let s = score(p.metric, q, qn, &self.base[row * dim..(row + 1) * dim], self.norms.map(|n| n[row]));
-                if ranged && !p.metric.in_range(s, p.radius, p.range_filter) {
-                    continue;
-                }
-                scores[n] = s;
-                ids[n] = row as u32;
-                n += 1;
-            }
-            top.push_block(&scores[..n], 0, Some(&ids[..n]));
-            start = end;
-        }
-    }
-
-    /// One query over all rows; `split` spreads large scans over the cores.
-    fn one(&self, q: &[f32], split: bool) -> Vec<Hit> {
-        let p = self.p;
-        let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
-        let rows = self.base.len() / self.dim;
-        let threads = rayon::current_num_threads();
-        if !split || threads < 2 || rows * self.dim < SPLIT_FLOATS {
-            let mut top = TopK::new(p.metric, p.k);
-            self.rows(q, qn, 0..rows, &mut top);
-            return top.into_sorted();
-        }
-        let chunk = rows.div_ceil(threads * 4).clamp(256, SCAN_CHUNK);
-        let parts: Vec<TopK> = (0..rows.div_ceil(chunk))
-            .into_par_iter()
-            .map(|c| {
-                let mut top = TopK::new(p.metric, p.k);
-                self.rows(q, qn, c * chunk..((c + 1) * chunk).min(rows), &mut top);
-                top
-            })
-            .collect();
-        let mut top = TopK::new(p.metric, p.k);
-        for part in parts {
-            top.merge(part);
-        }
-        top.into_sorted()
-    }
-}
 
 /// Searches `queries` (row-major, `nq * dim`) against `base` (row-major `rows * dim`).
 /// `allowed[row] == false` excludes a row (filter, deletes, visibility). Returns, per
@@ -149,14 +51,9 @@ pub fn search_filtered(
     let rows = base.len() / dim;
     let nq = queries.len() / dim;
     if nq >= GEMM_MIN_QUERIES && rows >= 2 * GEMM_MIN_QUERIES && p.k > 0 {
-        return Ok(crate::batch::search(base, dim, queries, p, filter, norms));
+        return Ok(batch::search(base, dim, queries, p, filter, norms));
     }
-    let scan = Scan { base, dim, p, filter, norms };
-    let threads = rayon::current_num_threads();
-    if threads > 1 && nq > 1 && nq * rows * dim >= 4_000_000 {
-        return Ok(queries.par_chunks_exact(dim).map(|q| scan.one(q, false)).collect());
-    }
-    Ok(queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect())
+    Ok(Scan { base, dim, p, filter, norms }.queries(queries, true))
 }
 
 fn validate(
@@ -192,8 +89,7 @@ pub fn search_per_row(
     filter: Option<RowFilter<'_>>,
     norms: Option<&[f32]>,
 ) -> Vec<Vec<Hit>> {
-    let scan = Scan { base, dim, p, filter, norms };
-    queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect()
+    Scan { base, dim, p, filter, norms }.queries(queries, false)
 }
 
 /// The GEMM path only, for tests and benchmarks comparing the two. Same contract as
@@ -207,12 +103,13 @@ pub fn search_gemm(
     norms: Option<&[f32]>,
 ) -> Result<Vec<Vec<Hit>>> {
     validate(base, dim, queries, filter, norms)?;
-    Ok(crate::batch::search(base, dim, queries, p, filter, norms))
+    Ok(batch::search(base, dim, queries, p, filter, norms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric::Metric;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn naive(base: &[f32], dim: usize, q: &[f32], metric: Metric, k: usize, allowed: &[bool]) -> Vec<u32> {

@@ -21,7 +21,6 @@
 //! count.
 
 #![warn(missing_docs)]
-mod batch;
 pub mod distance;
 mod error;
 pub mod filter;
@@ -42,9 +41,9 @@ pub mod topk;
 
 pub use error::{IndexError, Result};
 pub use filter::{Bitset, RowFilter};
-pub use index::{VectorIndex, auto_index};
 /// The Milvus metric enum lives in fv-common (the proxy parses metric names without this
 /// crate); re-exported so that `fv_index::Metric` and `fv_index::metric::Metric` keep working.
 pub use fv_common::metric::{self, Metric};
+pub use index::{VectorIndex, auto_index};
 pub use params::{IndexParams, IndexType, SearchParams};
 pub use topk::Hit;

@@ -7,9 +7,8 @@ use crate::filter::RowFilter;
 use crate::flat;
 use crate::format::{Meta, Reader, Writer};
 use crate::metric::Metric;
+use crate::params::Bounds;
 use crate::topk::Hit;
-
-use super::Bounds;
 
 /// The raw vectors, searched exactly.
 #[derive(Debug, Clone, PartialEq)]

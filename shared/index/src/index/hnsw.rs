@@ -62,12 +62,10 @@ use crate::filter::RowFilter;
 use crate::flat;
 use crate::format::{Meta, Reader, Writer};
 use crate::metric::Metric;
-use crate::params::{HNSW_M_RANGE, IndexParams, MAX_EF};
+use crate::params::{Bounds, HNSW_M_RANGE, IndexParams, MAX_EF};
 use crate::rng::Rng;
 use crate::sq8;
 use crate::topk::{Hit, TopK};
-
-use super::Bounds;
 
 /// Highest level a node may get.
 pub const MAX_LEVEL: usize = 30;

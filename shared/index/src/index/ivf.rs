@@ -14,10 +14,9 @@ use crate::flat;
 use crate::format::{Reader, Writer};
 use crate::kmeans::{self, KMeansInit, KMeansParams};
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::half::HalfCentroids;
 
 /// A single query's list scans are split over two tasks from this many floats on (4 MiB

@@ -22,10 +22,9 @@ use crate::format::{Meta, Reader, Writer};
 use crate::gemm;
 use crate::memory::{prefetch, scan_vec};
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Batches of at least this many queries are searched list-major with GEMM.

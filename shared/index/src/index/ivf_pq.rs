@@ -22,11 +22,10 @@ use crate::format::{Meta, Reader, Writer};
 use crate::kmeans::{self, KMeansInit, KMeansParams};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::rng::Rng;
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Inverted lists of product-quantised residuals.

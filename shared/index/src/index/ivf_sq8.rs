@@ -17,11 +17,10 @@ use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::sq8;
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Inverted lists of scalar-quantised residuals.

@@ -41,7 +41,7 @@ use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{self, Meta, Writer};
 use crate::metric::Metric;
-use crate::params::{DEFAULT_NPROBE, IndexParams, IndexType, SearchParams};
+use crate::params::{Bounds, DEFAULT_NPROBE, IndexParams, IndexType, SearchParams};
 use crate::topk::Hit;
 
 /// AUTOINDEX builds FLAT below this many rows.
@@ -52,20 +52,6 @@ pub const AUTO_HNSW_M: usize = 18;
 pub const AUTO_HNSW_EF_CONSTRUCTION: usize = 240;
 /// AUTOINDEX's HNSW `ef` floor when a search does not set `ef`.
 pub const AUTO_HNSW_EF: usize = 64;
-
-/// Range-search bounds of one search.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Bounds {
-    pub radius: Option<f32>,
-    pub range_filter: Option<f32>,
-}
-
-impl Bounds {
-    #[inline]
-    pub fn active(&self) -> bool {
-        self.radius.is_some() || self.range_filter.is_some()
-    }
-}
 
 /// What AUTOINDEX builds for a segment of `rows` rows: the resolved parameters (concrete
 /// type and its build parameters) and the default of the type's search parameter (HNSW:

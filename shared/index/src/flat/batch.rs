@@ -6,16 +6,16 @@
 //! across query blocks. Rows excluded by the filter are gathered out before the product,
 //! so they are never scored. Each query's column goes through [`TopK::push_block`].
 //!
-//! The kept hits are then rescored with the per-row kernels ([`flat::score`]) so that scores
+//! The kept hits are then rescored with the per-row kernels ([`score`]) so that scores
 //! equal the per-row path bit for bit; rankings can differ from it only for candidates
 //! whose GEMM and kernel scores straddle a float tie at the k-th place (or a range bound).
 
 use faer::Par;
 use rayon::prelude::*;
 
+use super::score::{SearchParams, query_norm, score};
 use crate::distance::{dot, norm};
 use crate::filter::RowFilter;
-use crate::flat::{self, SearchParams};
 use crate::gemm;
 use crate::metric::Metric;
 use crate::topk::{Hit, TopK};
@@ -28,8 +28,8 @@ const QUERY_BLOCK: usize = 512;
 const MIN_TASK_QUERIES: usize = 32;
 
 /// Exact search of `queries` against `base` through GEMM. Same contract as
-/// [`flat::search_filtered`] (whole vectors, filter and norms cover every row).
-pub(crate) fn search(
+/// [`super::search_filtered`] (whole vectors, filter and norms cover every row).
+pub(super) fn search(
     base: &[f32],
     dim: usize,
     queries: &[f32],
@@ -74,12 +74,12 @@ pub(crate) fn search(
 
 /// Rescores the selected hits with the per-row kernel and sorts them best first.
 fn rescore(base: &[f32], dim: usize, q: &[f32], p: &SearchParams, norms: Option<&[f32]>, top: TopK) -> Vec<Hit> {
-    let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
-    let ranged = p.radius.is_some() || p.range_filter.is_some();
+    let qn = query_norm(p.metric, q);
+    let ranged = p.ranged();
     let mut out = TopK::new(p.metric, p.k);
     for h in top.into_sorted() {
         let r = h.row as usize;
-        let s = flat::score(p.metric, q, qn, &base[r * dim..(r + 1) * dim], norms.map(|n| n[r]));
+        let s = score(p.metric, q, qn, &base[r * dim..(r + 1) * dim], norms.map(|n| n[r]));
         if !s.is_nan() && (!ranged || p.metric.in_range(s, p.radius, p.range_filter)) {
             out.push(Hit { row: h.row, score: s });
         }
@@ -103,7 +103,7 @@ impl Ctx<'_> {
     fn run(&self, blocks: std::ops::Range<usize>, qs: std::ops::Range<usize>) -> Vec<TopK> {
         let (dim, p) = (self.dim, self.p);
         let rows = self.base.len() / dim;
-        let ranged = p.radius.is_some() || p.range_filter.is_some();
+        let ranged = p.ranged();
         let mut tops: Vec<TopK> = qs.clone().map(|_| TopK::new(p.metric, p.k)).collect();
         let (mut ids, mut gathered, mut rterm, mut out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for b in blocks {
