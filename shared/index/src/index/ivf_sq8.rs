@@ -11,14 +11,13 @@
 
 use rayon::prelude::*;
 
-use crate::distance::dot;
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
 use crate::params::{Bounds, IndexParams};
-use crate::sq8;
+use crate::sq8::{self, Sq8Fit, Sq8Range};
 use crate::topk::{Hit, TopK};
 
 use super::ivf::{self, IvfLists, ListScan};
@@ -28,8 +27,8 @@ use super::ivf::{self, IvfLists, ListScan};
 pub struct IvfSq8Index {
     pub(crate) meta: Meta,
     pub(crate) ivf: IvfLists,
-    vmin: Vec<f32>,
-    step: Vec<f32>,
+    /// The quantiser of the residuals.
+    range: Sq8Range,
     /// `rows × dim` codes in list order.
     codes: Vec<u8>,
 }
@@ -45,31 +44,24 @@ impl IvfSq8Index {
                 *o = v - c;
             }
         };
-        let mut vmin = vec![f32::INFINITY; dim];
-        let mut vmax = vec![f32::NEG_INFINITY; dim];
+        let mut fit = Sq8Fit::new(dim);
         let mut r = vec![0f32; dim];
         for row in 0..labels.len() {
             residual(row, &mut r);
-            for t in 0..dim {
-                vmin[t] = vmin[t].min(r[t]);
-                vmax[t] = vmax[t].max(r[t]);
-            }
+            fit.add(&r);
         }
-        let step: Vec<f32> = vmin.iter().zip(&vmax).map(|(lo, hi)| (hi - lo) / 255.0).collect();
+        let range = fit.finish();
         let mut codes = scan_vec(labels.len() * dim);
         codes.resize(labels.len() * dim, 0u8);
         codes.par_chunks_mut(dim).zip(ivf.ids.par_iter()).for_each_init(
             || vec![0f32; dim],
             |r, (code, &id)| {
                 residual(id as usize, r);
-                for t in 0..dim {
-                    code[t] =
-                        if step[t] > 0.0 { ((r[t] - vmin[t]) / step[t]).round().clamp(0.0, 255.0) as u8 } else { 0 };
-                }
+                range.encode(r, code);
             },
         );
         let meta = Meta { nlist: ivf.nlist(), default_nprobe: meta.default_nprobe.min(ivf.nlist()), ..meta };
-        Ok(IvfSq8Index { meta, ivf, vmin, step, codes })
+        Ok(IvfSq8Index { meta, ivf, range, codes })
     }
 
     pub(crate) fn search(
@@ -84,13 +76,13 @@ impl IvfSq8Index {
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.ivf.memory_bytes() + self.codes.len() + self.vmin.len() * 8
+        self.ivf.memory_bytes() + self.codes.len() + self.range.memory_bytes()
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
         self.ivf.write(w);
-        w.f32s(&self.vmin);
-        w.f32s(&self.step);
+        w.f32s(&self.range.vmin);
+        w.f32s(&self.range.step);
         w.bytes(&self.codes);
     }
 
@@ -102,7 +94,7 @@ impl IvfSq8Index {
         if meta.m != 0 || meta.nbits != 0 {
             return Err(IndexError::corrupt("IVF_SQ8 header carries PQ parameters"));
         }
-        Ok(IvfSq8Index { meta, ivf, vmin, step, codes })
+        Ok(IvfSq8Index { meta, ivf, range: Sq8Range { vmin, step }, codes })
     }
 }
 
@@ -119,7 +111,8 @@ impl ListScan for IvfSq8Index {
         if self.meta.metric == Metric::L2 {
             Sq8Scratch { qv: 0.0, w: vec![0.0; self.meta.dim] }
         } else {
-            Sq8Scratch { qv: dot(q, &self.vmin), w: q.iter().zip(&self.step).map(|(q, s)| q * s).collect() }
+            let (qv, w) = self.range.ip_query(q);
+            Sq8Scratch { qv, w }
         }
     }
 
@@ -140,9 +133,9 @@ impl ListScan for IvfSq8Index {
         if metric == Metric::L2 {
             let c = ivf.centroid(l);
             for t in 0..dim {
-                s.w[t] = q[t] - c[t] - self.vmin[t];
+                s.w[t] = q[t] - c[t] - self.range.vmin[t];
             }
-            let (a, step) = (&s.w, &self.step);
+            let (a, step) = (&s.w, &self.range.step);
             ivf::scan_rows(ivf, l, filter, bounds, metric, top, |p| sq8::l2(a, step, &codes[p * dim..(p + 1) * dim]));
         } else {
             let base = coarse + s.qv;
