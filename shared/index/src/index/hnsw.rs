@@ -49,8 +49,8 @@ use rayon::prelude::*;
 pub use build::MAX_BATCH;
 pub use graph::MAX_LEVEL;
 
+use crate::context::{SearchContext, Stop};
 use crate::error::{IndexError, Result};
-use crate::filter::RowFilter;
 use crate::flat;
 use crate::format::{Meta, Reader, Writer};
 use crate::metric::Metric;
@@ -84,14 +84,20 @@ pub struct HnswIndex {
 
 impl HnswIndex {
     /// Builds from prepared (COSINE: normalised) vectors; `default_ef` 0 means
-    /// [`DEFAULT_MIN_EF`].
-    pub(crate) fn build(meta: Meta, x: Vec<f32>, p: &IndexParams, default_ef: usize) -> Result<HnswIndex> {
+    /// [`DEFAULT_MIN_EF`]. Stopped with [`IndexError::Cancelled`] once `stop` is set.
+    pub(crate) fn build(
+        meta: Meta,
+        x: Vec<f32>,
+        p: &IndexParams,
+        default_ef: usize,
+        stop: Stop<'_>,
+    ) -> Result<HnswIndex> {
         if meta.rows == 0 {
             return Err(IndexError::input("HNSW needs at least one row"));
         }
         let sp = Space::new(&x, meta.dim, meta.metric);
         let codes = RowCodes::encode(&x, meta.dim);
-        let graph = Graph::build(&sp, &codes, p.hnsw_m, p.ef_construction, p.seed);
+        let graph = Graph::build(&sp, &codes, p.hnsw_m, p.ef_construction, p.seed, stop)?;
         Ok(HnswIndex { meta, ef_construction: p.ef_construction, default_ef, graph, vectors: x, codes })
     }
 
@@ -120,7 +126,7 @@ impl HnswIndex {
         queries: &[f32],
         k: usize,
         ef: Option<usize>,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
     ) -> Result<Vec<Vec<Hit>>> {
         let dim = self.meta.dim;
@@ -138,7 +144,8 @@ impl HnswIndex {
             None if b.active() => DEFAULT_RANGE_EF,
             None => k.max(self.default_ef()),
         };
-        let allowed = filter.map_or(rows, |f| allowed_count(f, rows));
+        let (filter, stop) = (ctx.rows(), ctx.stop());
+        let allowed = filter.count(rows);
         if allowed == 0 {
             return Ok(vec![Vec::new(); queries.len() / dim]);
         }
@@ -149,14 +156,16 @@ impl HnswIndex {
         {
             let metric = if self.meta.metric == Metric::L2 { Metric::L2 } else { Metric::Ip };
             let p = flat::SearchParams { metric, k, radius: b.radius, range_filter: b.range_filter };
-            return flat::search_filtered(&self.vectors, dim, queries, &p, filter, None);
+            return flat::search_rows(&self.vectors, dim, queries, &p, ctx, None);
         }
         let walk = self.walk();
-        let one = |q: &[f32]| if b.active() { walk.range(q, k, ef, filter, b) } else { walk.knn(q, k, ef, filter) };
+        let one = |q: &[f32]| {
+            if b.active() { walk.range(q, k, ef, filter, stop, b) } else { walk.knn(q, k, ef, filter, stop) }
+        };
         if queries.len() / dim > 1 {
-            Ok(queries.par_chunks_exact(dim).map(one).collect())
+            queries.par_chunks_exact(dim).map(one).collect()
         } else {
-            Ok(queries.chunks_exact(dim).map(one).collect())
+            queries.chunks_exact(dim).map(one).collect()
         }
     }
 
@@ -199,20 +208,5 @@ impl HnswIndex {
         let vectors = r.f32s(rows * meta.dim, "vectors")?;
         let codes = RowCodes::encode(&vectors, meta.dim);
         Ok(HnswIndex { meta, ef_construction, default_ef, graph, vectors, codes })
-    }
-}
-
-/// Rows `filter` allows among `0..rows`.
-fn allowed_count(filter: RowFilter<'_>, rows: usize) -> usize {
-    match filter {
-        RowFilter::Allowed(a) => a[..rows].iter().filter(|&&x| x).count(),
-        RowFilter::Excluded(w) => {
-            let full = rows / 64;
-            let mut excluded: usize = w[..full].iter().map(|x| x.count_ones() as usize).sum();
-            if !rows.is_multiple_of(64) {
-                excluded += (w[full] & ((1u64 << (rows % 64)) - 1)).count_ones() as usize;
-            }
-            rows - excluded
-        }
     }
 }

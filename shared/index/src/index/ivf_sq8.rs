@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use crate::context::{SearchContext, Stop};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
@@ -35,9 +36,9 @@ pub struct IvfSq8Index {
 
 impl IvfSq8Index {
     /// Builds from prepared (COSINE: normalised) vectors.
-    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams) -> Result<IvfSq8Index> {
+    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams, stop: Stop<'_>) -> Result<IvfSq8Index> {
         let dim = meta.dim;
-        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p)?;
+        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p, stop)?;
         let residual = |row: usize, out: &mut [f32]| {
             let c = ivf.centroid(labels[row] as usize);
             for ((o, &v), &c) in out.iter_mut().zip(&x[row * dim..(row + 1) * dim]).zip(c) {
@@ -69,10 +70,10 @@ impl IvfSq8Index {
         queries: &[f32],
         k: usize,
         nprobe: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
-    ) -> Vec<Vec<Hit>> {
-        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, filter, b)
+    ) -> Result<Vec<Vec<Hit>>> {
+        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, ctx, b)
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -123,7 +124,7 @@ impl ListScan for IvfSq8Index {
         q: &[f32],
         l: usize,
         coarse: f32,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
         bounds: &Bounds,
         top: &mut TopK,
     ) {

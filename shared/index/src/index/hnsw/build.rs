@@ -17,6 +17,9 @@ use rayon::prelude::*;
 use super::graph::{Graph, MAX_LEVEL};
 use super::scoring::{Coded, Exact, QueryDist, RowCodes, Space};
 use super::search::{Cand, with_scratch};
+use crate::context::Stop;
+use crate::error::Result;
+use crate::filter::RowFilter;
 use crate::rng::Rng;
 
 /// Largest insertion batch of the build.
@@ -46,7 +49,13 @@ impl Graph {
     /// Where node `x` links to on each layer it shares with the graph:
     /// `(layer, neighbours with their distances)`, top layer first. The walk uses the
     /// codes; the neighbours are chosen on exact distances.
-    fn plan_insert(&self, sp: &Space<'_>, codes: &RowCodes, x: u32, ef_construction: usize) -> Vec<(usize, Vec<Cand>)> {
+    fn plan_insert(
+        &self,
+        sp: &Space<'_>,
+        codes: &RowCodes,
+        x: u32,
+        ef_construction: usize,
+    ) -> Result<Vec<(usize, Vec<Cand>)>> {
         let qd = Coded::new(codes, sp.row(x), sp.l2);
         let exact = Exact { sp: *sp, q: sp.row(x) };
         let level = self.levels[x as usize] as usize;
@@ -55,15 +64,17 @@ impl Graph {
         with_scratch(|s| {
             for layer in (0..=level.min(self.top)).rev() {
                 s.begin(self.rows());
-                let found = self.beam(&qd, &entries, ef_construction, layer, None, s, None);
+                // Never stopped inside a row's insertion: the build polls between batches.
+                let found = self.beam(&qd, &entries, ef_construction, layer, RowFilter::ALL, Stop::NEVER, s, None)?;
                 let mut rescored: Vec<Cand> = found.iter().map(|c| Cand { d: exact.dist(c.id), id: c.id }).collect();
                 rescored.sort_unstable();
                 let max = self.m.min(if layer == 0 { self.cap0 } else { self.cap });
                 plan.push((layer, Self::select(sp, &rescored, max)));
                 entries = found;
             }
-        });
-        plan
+            Ok(())
+        })?;
+        Ok(plan)
     }
 
     /// Node `t`'s new list on `layer` after gaining links to `new` (distances to `t`),
@@ -81,8 +92,16 @@ impl Graph {
         Self::select(sp, &all, cap).into_iter().map(|c| c.id).collect()
     }
 
-    /// Builds the graph of every row of `sp` (see the module documentation).
-    pub(super) fn build(sp: &Space<'_>, codes: &RowCodes, m: usize, ef_construction: usize, seed: u64) -> Graph {
+    /// Builds the graph of every row of `sp` (see the module documentation), polling
+    /// `stop` before every batch.
+    pub(super) fn build(
+        sp: &Space<'_>,
+        codes: &RowCodes,
+        m: usize,
+        ef_construction: usize,
+        seed: u64,
+        stop: Stop<'_>,
+    ) -> Result<Graph> {
         let rows = sp.rows();
         let ml = 1.0 / (m as f64).ln();
         let mut rng = Rng::new(seed);
@@ -94,12 +113,13 @@ impl Graph {
             .collect();
         let mut g = Graph::new(m, levels);
         if rows == 0 {
-            return g;
+            return Ok(g);
         }
         g.entry = 0;
         g.top = g.levels[0] as usize;
         let mut done = 1;
         while done < rows {
+            stop.check()?;
             let want = (done / 16).clamp(1, MAX_BATCH);
             let mut end = done + 1;
             if g.levels[done] as usize <= g.top {
@@ -107,8 +127,10 @@ impl Graph {
                     end += 1;
                 }
             }
-            let plans: Vec<Vec<(usize, Vec<Cand>)>> =
-                (done..end).into_par_iter().map(|x| g.plan_insert(sp, codes, x as u32, ef_construction)).collect();
+            let plans: Vec<Vec<(usize, Vec<Cand>)>> = (done..end)
+                .into_par_iter()
+                .map(|x| g.plan_insert(sp, codes, x as u32, ef_construction))
+                .collect::<Result<_>>()?;
             // Reverse links, grouped by (layer, target), in a fixed order.
             let mut reverse: Vec<(usize, u32, Cand)> = Vec::new();
             for (x, plan) in (done..end).zip(&plans) {
@@ -148,6 +170,6 @@ impl Graph {
             }
             done = end;
         }
-        g
+        Ok(g)
     }
 }

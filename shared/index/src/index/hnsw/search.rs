@@ -5,7 +5,8 @@
 //!
 //! Rows' codes and the next node's list are prefetched while the current node is
 //! expanded. Filtered rows are traversed (they keep the graph connected) but never
-//! returned; the beam goes on until `ef` allowed rows are held.
+//! returned; the beam goes on until `ef` allowed rows are held. Walks poll the stop flag
+//! every [`STOP_EXPANSIONS`] node expansions.
 
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -13,10 +14,16 @@ use std::collections::BinaryHeap;
 
 use super::graph::Graph;
 use super::scoring::{Coded, Exact, QueryDist, RowCodes, Space, score};
+use crate::context::Stop;
+use crate::error::Result;
 use crate::filter::RowFilter;
 use crate::metric::Metric;
 use crate::params::Bounds;
 use crate::topk::{Hit, TopK};
+
+/// A walk polls its stop flag every this many node expansions (a few microseconds of
+/// work at d=384).
+const STOP_EXPANSIONS: usize = 64;
 
 /// A node and its distance to the current query (smaller is closer; ties by id).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,11 +139,12 @@ impl Graph {
         entries: &[Cand],
         ef: usize,
         layer: usize,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
+        stop: Stop<'_>,
         s: &mut Scratch,
         mut seen: Option<&mut Vec<Cand>>,
-    ) -> Vec<Cand> {
-        let allowed = |i: u32| filter.is_none_or(|f| f.allows(i as usize));
+    ) -> Result<Vec<Cand>> {
+        let allowed = |i: u32| filter.allows(i as usize);
         for &e in entries {
             if !s.visit(e.id) {
                 continue;
@@ -154,10 +162,18 @@ impl Graph {
         }
         let mut bound = if s.res.len() >= ef { s.res.peek().map_or(f32::INFINITY, |c| c.d) } else { f32::INFINITY };
         let mut fresh = std::mem::take(&mut s.fresh);
+        let mut expanded = 0usize;
         while let Some(Reverse(c)) = s.cand.pop() {
             if c.d > bound {
                 break;
             }
+            if expanded.is_multiple_of(STOP_EXPANSIONS)
+                && let Err(e) = stop.check()
+            {
+                s.fresh = fresh;
+                return Err(e);
+            }
+            expanded += 1;
             // The next node to expand is likely the current best candidate: start
             // loading its list while this one's neighbours are scored.
             if let Some(Reverse(next)) = s.cand.peek() {
@@ -193,7 +209,7 @@ impl Graph {
         s.fresh = fresh;
         let mut out: Vec<Cand> = s.res.drain().collect();
         out.sort_unstable();
-        out
+        Ok(out)
     }
 }
 
@@ -209,27 +225,36 @@ pub(super) struct Walk<'a> {
 impl Walk<'_> {
     /// The best `k` allowed rows for `q`: a walk with the codes and a beam of `ef`, then
     /// the beam rescored exactly.
-    pub fn knn(&self, q: &[f32], k: usize, ef: usize, filter: Option<RowFilter<'_>>) -> Vec<Hit> {
+    pub fn knn(&self, q: &[f32], k: usize, ef: usize, filter: RowFilter<'_>, stop: Stop<'_>) -> Result<Vec<Hit>> {
         let g = self.graph;
         let qd = Coded::new(self.codes, q, self.sp.l2);
         let cur = g.descend(&qd, 0);
         let found = with_scratch(|s| {
             s.begin(g.rows());
-            g.beam(&qd, &[cur], ef, 0, filter, s, None)
-        });
+            g.beam(&qd, &[cur], ef, 0, filter, stop, s, None)
+        })?;
         let exact = Exact { sp: self.sp, q };
         found.iter().for_each(|c| exact.prefetch(c.id));
         let mut top = TopK::new(self.metric, k);
         for c in &found {
             top.push(Hit { row: c.id, score: score(self.metric, exact.dist(c.id)) });
         }
-        top.into_sorted()
+        Ok(top.into_sorted())
     }
 
     /// Range search, exact throughout: the beam (`ef`) finds the region, then every link
     /// out of a row inside the radius is followed, so every row inside it that the graph
     /// connects to the region is scored; the best `k` allowed rows in the window.
-    pub fn range(&self, q: &[f32], k: usize, ef: usize, filter: Option<RowFilter<'_>>, b: &Bounds) -> Vec<Hit> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn range(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: RowFilter<'_>,
+        stop: Stop<'_>,
+        b: &Bounds,
+    ) -> Result<Vec<Hit>> {
         let (g, metric) = (self.graph, self.metric);
         let qd = Exact { sp: self.sp, q };
         let cur = g.descend(&qd, 0);
@@ -237,9 +262,9 @@ impl Walk<'_> {
             s.begin(g.rows());
             let mut top = TopK::new(metric, k);
             let mut seen = Vec::new();
-            g.beam(&qd, &[cur], ef, 0, None, s, Some(&mut seen));
+            g.beam(&qd, &[cur], ef, 0, RowFilter::ALL, stop, s, Some(&mut seen))?;
             let inside = |d: f32| metric.in_range(score(metric, d), b.radius, None);
-            let allowed = |i: u32| filter.is_none_or(|f| f.allows(i as usize));
+            let allowed = |i: u32| filter.allows(i as usize);
             let mut queue: Vec<u32> = Vec::new();
             for c in &seen {
                 if inside(c.d) {
@@ -251,7 +276,12 @@ impl Walk<'_> {
                 }
             }
             let mut fresh = Vec::new();
+            let mut expanded = 0usize;
             while let Some(c) = queue.pop() {
+                if expanded.is_multiple_of(STOP_EXPANSIONS) {
+                    stop.check()?;
+                }
+                expanded += 1;
                 fresh.clear();
                 for &n in g.neighbours(c, 0) {
                     if s.visit(n) {
@@ -270,7 +300,7 @@ impl Walk<'_> {
                     }
                 }
             }
-            top.into_sorted()
+            Ok(top.into_sorted())
         })
     }
 }

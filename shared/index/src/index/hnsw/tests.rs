@@ -1,18 +1,24 @@
 //! HNSW against brute force: recall, filters (light, heavy, deletes), range search,
 //! serialisation, corruption, parameters and tiny segments.
 
+use crate::context::SearchContext;
 use crate::error::IndexError;
-use crate::filter::{Bitset, RowFilter};
+use crate::filter::{FixedBitSet, from_bools};
 use crate::index::VectorIndex;
 use crate::metric::Metric;
 use crate::params::{IndexParams, IndexType, SearchParams};
-use crate::testdata::{clustered, queries_like};
+use crate::testdata::{clustered, queries_like, view};
 use crate::topk::Hit;
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Ip, Metric::Cosine];
 
 fn params(metric: Metric, m: usize, ef_construction: usize) -> IndexParams {
     IndexParams { hnsw_m: m, ef_construction, ..IndexParams::new(IndexType::Hnsw, metric) }
+}
+
+/// No filter, no stop flag.
+fn all() -> SearchContext<'static> {
+    SearchContext::new()
 }
 
 fn ef(ef: usize) -> SearchParams {
@@ -60,13 +66,13 @@ fn recall_against_brute_force() {
     let base = clustered(n, dim, n, 31);
     let queries = queries_like(nq, dim, n, 31);
     for metric in METRICS {
-        let index = VectorIndex::build(&params(metric, 16, 100), dim, &base).expect("builds");
+        let index = VectorIndex::build(&params(metric, 16, 100), view(&base, dim)).expect("builds");
         let VectorIndex::Hnsw(h) = &index else { panic!("not HNSW") };
         assert_eq!(h.params(), (16, 100));
         let truth: Vec<_> = queries.chunks_exact(dim).map(|q| exact(&base, dim, q, metric, &|_| true)).collect();
-        let got = index.search(&queries, k, &ef(64), None).expect("searches");
+        let got = index.search(view(&queries, dim), k, &ef(64), all()).expect("searches");
         let r = recall(&got, &truth, k);
-        let low = recall(&index.search(&queries, k, &ef(10), None).expect("searches"), &truth, k);
+        let low = recall(&index.search(view(&queries, dim), k, &ef(10), all()).expect("searches"), &truth, k);
         eprintln!("{metric:?} HNSW: recall@10 {r:.3} at ef 64, {low:.3} at ef 10, {} layers", h.layers());
         assert!(r >= 0.95, "{metric:?}: recall@10 {r:.3} at ef 64");
         assert!(low <= r);
@@ -80,7 +86,7 @@ fn recall_against_brute_force() {
         }
         // One query at a time gives what the batch gave.
         for (qi, q) in queries.chunks_exact(dim).enumerate().take(10) {
-            assert_eq!(index.search(q, k, &ef(64), None).expect("searches")[0], got[qi]);
+            assert_eq!(index.search(view(q, dim), k, &ef(64), all()).expect("searches")[0], got[qi]);
         }
     }
 }
@@ -91,7 +97,7 @@ fn filters_are_honoured_light_and_heavy() {
     let base = clustered(n, dim, 300, 32);
     let queries = queries_like(nq, dim, 300, 32);
     for metric in METRICS {
-        let index = VectorIndex::build(&params(metric, 16, 100), dim, &base).expect("builds");
+        let index = VectorIndex::build(&params(metric, 16, 100), view(&base, dim)).expect("builds");
         // Light: a third excluded, searched through the graph.
         let light: Vec<bool> = (0..n).map(|i| i % 3 != 1).collect();
         // 80 % excluded: still a walk, which goes on until ef allowed rows are held.
@@ -99,22 +105,20 @@ fn filters_are_honoured_light_and_heavy() {
         // Heavy: 97 % excluded, below the brute-force threshold: exact.
         let heavy: Vec<bool> = (0..n).map(|i| i % 33 == 5).collect();
         for (allowed, min_recall) in [(&light, 0.95), (&sparse, 0.95), (&heavy, 1.0)] {
-            let bits = Bitset::from_allowed(allowed);
+            let bits = from_bools(allowed);
             let truth: Vec<_> =
                 queries.chunks_exact(dim).map(|q| exact(&base, dim, q, metric, &|i| allowed[i])).collect();
-            let a = index.search(&queries, k, &ef(64), Some(RowFilter::Allowed(allowed))).expect("searches");
-            let b = index.search(&queries, k, &ef(64), Some(bits.as_filter())).expect("searches");
-            assert_eq!(a, b, "bools and bitset agree");
+            let a = index.search(view(&queries, dim), k, &ef(64), (&bits).into()).expect("searches");
             assert!(a.iter().flatten().all(|h| allowed[h.row as usize]));
             assert!(a.iter().all(|g| g.len() == k));
             let r = recall(&a, &truth, k);
             assert!(r >= min_recall, "{metric:?}: filtered recall {r:.3} < {min_recall}");
         }
         // Everything excluded: nothing; fewer allowed rows than k: all of them.
-        let none = vec![false; n];
-        assert!(index.search(&queries, k, &ef(64), Some(RowFilter::Allowed(&none))).expect("s")[0].is_empty());
-        let few: Vec<bool> = (0..n).map(|i| i == 7 || i == 2000).collect();
-        let got = index.search(&queries[..dim], k, &ef(64), Some(RowFilter::Allowed(&few))).expect("s");
+        let none = FixedBitSet::with_capacity(n);
+        assert!(index.search(view(&queries, dim), k, &ef(64), (&none).into()).expect("s")[0].is_empty());
+        let few: FixedBitSet = from_bools(&(0..n).map(|i| i == 7 || i == 2000).collect::<Vec<bool>>());
+        let got = index.search(view(&queries[..dim], dim), k, &ef(64), (&few).into()).expect("s");
         let mut rows: Vec<u32> = got[0].iter().map(|h| h.row).collect();
         rows.sort_unstable();
         assert_eq!(rows, vec![7, 2000]);
@@ -125,19 +129,20 @@ fn filters_are_honoured_light_and_heavy() {
 fn deleted_rows_are_never_returned() {
     let (n, dim) = (2000, 16);
     let base = clustered(n, dim, 100, 33);
-    let index = VectorIndex::build(&params(Metric::L2, 8, 60), dim, &base).expect("builds");
+    let index = VectorIndex::build(&params(Metric::L2, 8, 60), view(&base, dim)).expect("builds");
     // Delete each query's exact neighbours (the query is a stored row): the search
     // must step over them (they stay in the graph) and return the next ones.
     for qrow in [0usize, 517, 1999] {
         let q = &base[qrow * dim..(qrow + 1) * dim];
         let truth = exact(&base, dim, q, Metric::L2, &|_| true);
-        let mut deleted = Bitset::new(n);
+        let mut visible = FixedBitSet::with_capacity(n);
+        visible.insert_range(..);
         for (row, _) in truth.iter().take(20) {
-            deleted.exclude(*row as usize);
+            visible.remove(*row as usize);
         }
-        let got = index.search(q, 10, &ef(100), Some(deleted.as_filter())).expect("searches");
+        let got = index.search(view(q, dim), 10, &ef(100), (&visible).into()).expect("searches");
         assert_eq!(got[0].len(), 10);
-        assert!(got[0].iter().all(|h| !deleted.is_excluded(h.row as usize)));
+        assert!(got[0].iter().all(|h| visible.contains(h.row as usize)));
         let next: Vec<u32> = truth[20..30].iter().map(|x| x.0).collect();
         let found = got[0].iter().filter(|h| next.contains(&h.row)).count();
         assert!(found >= 9, "query row {qrow}: {found} of the next 10");
@@ -150,14 +155,16 @@ fn range_search_matches_brute_force() {
     let base = clustered(n, dim, 60, 34);
     let queries = queries_like(nq, dim, 60, 34);
     let allowed: Vec<bool> = (0..n).map(|i| i % 4 != 0).collect();
+    let bits = from_bools(&allowed);
     for metric in METRICS {
-        let index = VectorIndex::build(&params(metric, 16, 100), dim, &base).expect("builds");
+        let index = VectorIndex::build(&params(metric, 16, 100), view(&base, dim)).expect("builds");
         let t0 = exact(&base, dim, &queries[..dim], metric, &|_| true);
         // A window between the 5th and the 150th best score of the first query.
         let (radius, range_filter) = (t0[150].1 as f32, t0[5].1 as f32);
         let s = SearchParams { radius: Some(radius), range_filter: Some(range_filter), ..Default::default() };
-        for filter in [None, Some(RowFilter::Allowed(&allowed))] {
-            let got = index.search(&queries, 1000, &s, filter).expect("searches");
+        for filter in [None, Some(&bits)] {
+            let ctx = SearchContext::new().with_filter(filter);
+            let got = index.search(view(&queries, dim), 1000, &s, ctx).expect("searches");
             let (mut found, mut want_total) = (0, 0);
             for (g, q) in got.iter().zip(queries.chunks_exact(dim)) {
                 let want: Vec<u32> = exact(&base, dim, q, metric, &|i| filter.is_none() || allowed[i])
@@ -176,7 +183,7 @@ fn range_search_matches_brute_force() {
             // miss a row the graph does not connect to the region.
             assert!(found as f64 >= 0.98 * want_total as f64, "{metric:?}: {found} of {want_total}");
             // k caps a range search too.
-            let capped = index.search(&queries[..dim], 3, &s, filter).expect("searches");
+            let capped = index.search(view(&queries[..dim], dim), 3, &s, ctx).expect("searches");
             assert_eq!(capped[0].len(), 3);
             assert_eq!(capped[0], got[0][..3].to_vec());
         }
@@ -190,16 +197,19 @@ fn serialisation_round_trips_and_builds_are_deterministic() {
     let queries = queries_like(8, dim, 30, 35);
     for metric in METRICS {
         let p = params(metric, 6, 40);
-        let index = VectorIndex::build(&p, dim, &base).expect("builds");
+        let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
         let bytes = index.to_bytes();
         let back = VectorIndex::from_bytes(&bytes).expect("loads");
         assert_eq!(back, index);
         assert_eq!(back.to_bytes(), bytes);
-        assert_eq!(back.search(&queries, 5, &ef(20), None), index.search(&queries, 5, &ef(20), None));
+        assert_eq!(
+            back.search(view(&queries, dim), 5, &ef(20), all()),
+            index.search(view(&queries, dim), 5, &ef(20), all())
+        );
         // Same seed: the same file, whatever the thread count.
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-        assert_eq!(one.install(|| VectorIndex::build(&p, dim, &base)).expect("builds").to_bytes(), bytes);
-        let other = VectorIndex::build(&IndexParams { seed: 7, ..p }, dim, &base).expect("builds");
+        assert_eq!(one.install(|| VectorIndex::build(&p, view(&base, dim))).expect("builds").to_bytes(), bytes);
+        let other = VectorIndex::build(&IndexParams { seed: 7, ..p }, view(&base, dim)).expect("builds");
         assert_ne!(other.to_bytes(), bytes);
     }
 }
@@ -208,7 +218,7 @@ fn serialisation_round_trips_and_builds_are_deterministic() {
 fn corrupt_files_are_detected() {
     let (n, dim) = (300, 8);
     let base = clustered(n, dim, 6, 36);
-    let index = VectorIndex::build(&params(Metric::L2, 4, 20), dim, &base).expect("builds");
+    let index = VectorIndex::build(&params(Metric::L2, 4, 20), view(&base, dim)).expect("builds");
     let bytes = index.to_bytes();
     for pos in (0..bytes.len()).step_by(11) {
         let mut b = bytes.clone();
@@ -247,20 +257,20 @@ fn corrupt_files_are_detected() {
 fn parameters_are_checked() {
     let dim = 8;
     let base = clustered(200, dim, 4, 37);
-    let index = VectorIndex::build(&params(Metric::Ip, 8, 32), dim, &base).expect("builds");
+    let index = VectorIndex::build(&params(Metric::Ip, 8, 32), view(&base, dim)).expect("builds");
     let q = &base[..dim];
-    let e = index.search(q, 10, &ef(9), None).expect_err("ef < k");
+    let e = index.search(view(q, dim), 10, &ef(9), all()).expect_err("ef < k");
     assert_eq!(e.to_string(), "invalid parameter ef=9: ef(9) should be larger than k(10)");
-    assert!(index.search(q, 10, &ef(10), None).is_ok());
+    assert!(index.search(view(q, dim), 10, &ef(10), all()).is_ok());
     // Default ef: max(k, 16); a range search ignores k for ef.
-    assert_eq!(index.search(q, 40, &SearchParams::default(), None).expect("default ef")[0].len(), 40);
+    assert_eq!(index.search(view(q, dim), 40, &SearchParams::default(), all()).expect("default ef")[0].len(), 40);
     let ranged = SearchParams { ef: Some(4), radius: Some(-1e9), ..Default::default() };
-    assert!(index.search(q, 10, &ranged, None).is_ok());
-    let e = VectorIndex::build(&params(Metric::Ip, 1, 32), dim, &base).expect_err("M");
+    assert!(index.search(view(q, dim), 10, &ranged, all()).is_ok());
+    let e = VectorIndex::build(&params(Metric::Ip, 1, 32), view(&base, dim)).expect_err("M");
     assert_eq!(e.to_string(), "invalid parameter M=1: an integer in 2..=2048");
-    assert!(VectorIndex::build(&params(Metric::Ip, 2049, 32), dim, &base).is_err());
-    assert!(VectorIndex::build(&params(Metric::Ip, 8, 0), dim, &base).is_err());
-    assert!(VectorIndex::build(&params(Metric::Ip, 8, 32), dim, &[]).is_err());
+    assert!(VectorIndex::build(&params(Metric::Ip, 2049, 32), view(&base, dim)).is_err());
+    assert!(VectorIndex::build(&params(Metric::Ip, 8, 0), view(&base, dim)).is_err());
+    assert!(VectorIndex::build(&params(Metric::Ip, 8, 32), view(&[], dim)).is_err());
     let p = IndexParams::from_kv([("index_type", "HNSW"), ("params", r#"{"M": 2049}"#)]).expect_err("M");
     assert_eq!(p.to_string(), "invalid parameter M=2049: an integer in 2..=2048");
     let p = IndexParams::from_kv([("params", r#"{"efConstruction": 0}"#)]).expect_err("efConstruction");
@@ -275,8 +285,8 @@ fn tiny_segments() {
     for n in [1usize, 2, 3, 17] {
         let base = clustered(n, dim, 2, 38);
         for metric in METRICS {
-            let index = VectorIndex::build(&params(metric, 2, 8), dim, &base).expect("builds");
-            let got = index.search(&base, 3, &ef(8), None).expect("searches");
+            let index = VectorIndex::build(&params(metric, 2, 8), view(&base, dim)).expect("builds");
+            let got = index.search(view(&base, dim), 3, &ef(8), all()).expect("searches");
             for (i, g) in got.iter().enumerate() {
                 assert_eq!(g.len(), 3.min(n));
                 if metric == Metric::L2 {
