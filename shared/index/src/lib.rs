@@ -14,8 +14,10 @@
 //! - [`mod@format`]: the versioned, checksummed index file format.
 //! - [`filter`]: the one row-filter type, [`FixedBitSet`] (a set bit allows the row),
 //!   and [`SearchContext`]: a search's filter and the stop flag that cancels it.
-//! - `memory`: huge-page advice for large index arrays and software prefetch for
-//!   one-query scans that hop between inverted lists.
+//! - `memory`: huge-page advice for large index arrays and the one software prefetch, for
+//!   one-query scans that hop between inverted lists and graph walks.
+//! - `sq8`: the 8-bit scalar quantiser (training, codes, scan kernels) that IVF_SQ8 and
+//!   HNSW's walk codes share.
 //!
 //! Matrices: what crosses the crate boundary as a matrix (index build input, batched
 //! queries, exact search's base, k-means samples and centroids) is an ndarray view, one
