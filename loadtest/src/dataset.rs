@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use fv_index::Metric;
 use fv_index::flat::{self, SearchParams};
+use fv_index::matrix_view;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma, Normal};
@@ -86,7 +87,10 @@ impl Dataset {
         let qs = &self.queries[queries.start * self.dim..queries.end * self.dim];
         let p = SearchParams { metric: self.metric, k, radius: None, range_filter: None };
         let norms = (self.metric == Metric::Cosine).then(|| flat::row_norms(&self.base, self.dim));
-        let hits = flat::search(&self.base, self.dim, qs, &p, allowed, norms.as_deref());
+        let allowed = allowed.map(fv_index::filter::from_bools);
+        let view = |x| matrix_view(x, self.dim).expect("the dataset holds whole vectors");
+        let (base, qs) = (view(&self.base), view(qs));
+        let hits = flat::search(base, qs, &p, allowed.as_ref(), norms.as_deref());
         Truth {
             ids: hits.iter().map(|h| h.iter().map(|x| i64::from(x.row)).collect()).collect(),
             scores: hits.iter().map(|h| h.iter().map(|x| x.score).collect()).collect(),

@@ -145,7 +145,8 @@ async fn build(ctx: &RoleContext, req: &BuildIndexRequest) -> FvResult<Built> {
     let started = std::time::Instant::now();
     // k-means and encoding are CPU-bound: off the async workers.
     let bytes = tokio::task::spawn_blocking(move || {
-        VectorIndex::build(&params, dim, &vectors).map(|i| (i.to_bytes(), i.index_type(), i.nlist()))
+        let data = fv_index::matrix_view(&vectors, dim)?;
+        VectorIndex::build(&params, data).map(|i| (i.to_bytes(), i.index_type(), i.nlist()))
     })
     .await
     .map_err(|e| FvError::internal(format!("index build task failed: {e}")))?

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use fv_common::schema::Schema;
 use fv_common::{CollectionId, FieldId, FvError, FvResult, PartitionId, PrimaryKey, SegmentId, Timestamp};
+use fv_index::filter::from_bools;
 use fv_index::flat::{self, SearchParams};
-use fv_index::{Metric, RowFilter, VectorIndex};
+use fv_index::{Metric, SearchContext, VectorIndex, matrix_view};
 use fv_proto::schema::SearchResultData;
 use fv_storage::binlog::PkStats;
 use fv_storage::result::Rows;
@@ -280,7 +281,11 @@ impl Segment {
         }
         let built = self.index.read().clone();
         let index = built.as_ref().and_then(|b| b.index.as_ref()).filter(|vi| vi.metric() == job.metric);
-        let filter = mask.as_deref().map(RowFilter::Allowed);
+        // The MVCC/delete/expression mask as the index's bitset (set bit = row allowed).
+        let bits = mask.as_deref().map(from_bools);
+        let ctx = SearchContext::new().with_filter(bits.as_ref());
+        let invalid =
+            |e: fv_index::IndexError| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id));
         let hits = if data.is_empty() {
             vec![Vec::new(); job.nq]
         } else if let Some(vi) = index {
@@ -290,13 +295,14 @@ impl Segment {
                 radius: job.radius,
                 range_filter: job.range_filter,
             };
-            vi.search(&job.vectors, job.topk, &params, filter)
-                .map_err(|e| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)))?
+            let queries = matrix_view(&job.vectors, *dim).map_err(invalid)?;
+            vi.search(queries, job.topk, &params, ctx).map_err(invalid)?
         } else {
             let params =
                 SearchParams { metric: job.metric, k: job.topk, radius: job.radius, range_filter: job.range_filter };
-            flat::search_filtered(data, *dim, &job.vectors, &params, filter, i.norms.as_deref())
-                .map_err(|e| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)))?
+            let (base, queries) = (matrix_view(data, *dim), matrix_view(&job.vectors, *dim));
+            let (base, queries) = (base.map_err(invalid)?, queries.map_err(invalid)?);
+            flat::search_filtered(base, queries, &params, ctx, i.norms.as_deref()).map_err(invalid)?
         };
         let rows: Vec<usize> = hits.iter().flatten().map(|h| h.row as usize).collect();
         let pk =

@@ -8,8 +8,8 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fv_index::Metric;
 use fv_index::flat::{self, SearchParams};
+use fv_index::{Metric, SearchContext};
 
 fn bench(c: &mut Criterion) {
     let (base, dim, source) = common::base(50_000);
@@ -20,23 +20,27 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("exact");
     g.sample_size(10);
     g.throughput(Throughput::Elements(rows as u64));
-    g.bench_function("single/50000x384", |b| b.iter(|| flat::search(&base, dim, &queries[..dim], &p, None, None)));
+    g.bench_function("single/50000x384", |b| {
+        b.iter(|| flat::search(common::m(&base, dim), common::m(&queries[..dim], dim), &p, None, None))
+    });
     g.bench_function("single_one_thread/50000x384", |b| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-        b.iter(|| pool.install(|| flat::search(&base, dim, &queries[..dim], &p, None, None)))
+        b.iter(|| pool.install(|| flat::search(common::m(&base, dim), common::m(&queries[..dim], dim), &p, None, None)))
     });
     for nq in [2usize, 4, 8, 32] {
         let q = &queries[..nq * dim];
         g.throughput(Throughput::Elements((nq * rows) as u64));
         g.bench_function(format!("gemm/{nq}x50000x384"), |b| {
-            b.iter(|| flat::search_gemm(&base, dim, q, &p, None, None))
+            b.iter(|| flat::search_gemm(common::m(&base, dim), common::m(q, dim), &p, SearchContext::new(), None))
         });
         g.bench_function(format!("per_row/{nq}x50000x384"), |b| {
-            b.iter(|| flat::search_per_row(&base, dim, q, &p, None, None))
+            b.iter(|| flat::search_per_row(common::m(&base, dim), common::m(q, dim), &p, SearchContext::new(), None))
         });
     }
     g.throughput(Throughput::Elements((1000 * rows) as u64));
-    g.bench_function("batch/1000x50000x384", |b| b.iter(|| flat::search(&base, dim, &queries, &p, None, None)));
+    g.bench_function("batch/1000x50000x384", |b| {
+        b.iter(|| flat::search(common::m(&base, dim), common::m(&queries, dim), &p, None, None))
+    });
     g.finish();
 }
 

@@ -13,7 +13,7 @@ mod common;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fv_index::{Hit, IndexParams, IndexType, Metric, SearchParams, VectorIndex};
+use fv_index::{Hit, IndexParams, IndexType, Metric, SearchContext, SearchParams, VectorIndex};
 
 fn recall(got: &[Vec<Hit>], truth: &[Vec<u32>]) -> f64 {
     let hits: usize = got.iter().zip(truth).map(|(g, t)| g.iter().filter(|h| t.contains(&h.row)).count()).sum();
@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         Some(t) if source != "synthetic" => t,
         _ => {
             let p = fv_index::flat::SearchParams { metric: Metric::Ip, k: 10, radius: None, range_filter: None };
-            fv_index::flat::search(&base, dim, &queries, &p, None, None)
+            fv_index::flat::search(common::m(&base, dim), common::m(&queries, dim), &p, None, None)
                 .iter()
                 .map(|h| h.iter().map(|h| h.row).collect())
                 .collect()
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
         rayon::current_num_threads()
     );
     let t = Instant::now();
-    let index = VectorIndex::build(&params(16, 200), dim, &base).expect("builds");
+    let index = VectorIndex::build(&params(16, 200), common::m(&base, dim)).expect("builds");
     let build = t.elapsed().as_secs_f64();
     let bytes = index.memory_bytes() as f64 / index.rows() as f64;
     eprintln!("HNSW M=16 efConstruction=200: built in {build:.2} s, {bytes:.1} bytes/vector");
@@ -57,12 +57,14 @@ fn bench(c: &mut Criterion) {
             let t = Instant::now();
             single = queries
                 .chunks_exact(dim)
-                .map(|q| index.search(q, 10, s, None).expect("searches").remove(0))
+                .map(|q| index.search(common::m(q, dim), 10, s, SearchContext::new()).expect("searches").remove(0))
                 .collect::<Vec<Vec<Hit>>>();
             single_us = single_us.min(t.elapsed().as_secs_f64() * 1e6 / nq as f64);
             let t = Instant::now();
-            let batched: Vec<Vec<Hit>> =
-                queries.chunks(100 * dim).flat_map(|b| index.search(b, 10, s, None).expect("searches")).collect();
+            let batched: Vec<Vec<Hit>> = queries
+                .chunks(100 * dim)
+                .flat_map(|b| index.search(common::m(b, dim), 10, s, SearchContext::new()).expect("searches"))
+                .collect();
             batch_us = batch_us.min(t.elapsed().as_secs_f64() * 1e6 / nq as f64);
             assert_eq!(single, batched);
         }
@@ -72,7 +74,8 @@ fn bench(c: &mut Criterion) {
         measure(&index, &ef.to_string(), &SearchParams { ef: Some(ef), ..Default::default() });
     }
     let t = Instant::now();
-    let auto = VectorIndex::build(&IndexParams::new(IndexType::AutoIndex, Metric::Ip), dim, &base).expect("builds");
+    let auto =
+        VectorIndex::build(&IndexParams::new(IndexType::AutoIndex, Metric::Ip), common::m(&base, dim)).expect("builds");
     eprintln!("AUTOINDEX ({}): built in {:.2} s", auto.index_type().name(), t.elapsed().as_secs_f64());
     measure(&auto, &format!("AUTOINDEX, default ({})", auto.default_ef()), &SearchParams::default());
 
@@ -81,7 +84,7 @@ fn bench(c: &mut Criterion) {
     let small = &base[..5000 * dim];
     g.throughput(Throughput::Elements(5000));
     g.bench_function("build/5000/M=16,efConstruction=200", |b| {
-        b.iter(|| VectorIndex::build(&params(16, 200), dim, small).expect("builds"))
+        b.iter(|| VectorIndex::build(&params(16, 200), common::m(small, dim)).expect("builds"))
     });
     let s = SearchParams { ef: Some(64), ..Default::default() };
     g.throughput(Throughput::Elements(1));
@@ -89,7 +92,9 @@ fn bench(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % nq;
-            index.search(&queries[i * dim..(i + 1) * dim], 10, &s, None).expect("searches")
+            index
+                .search(common::m(&queries[i * dim..(i + 1) * dim], dim), 10, &s, SearchContext::new())
+                .expect("searches")
         })
     });
     g.throughput(Throughput::Elements(100));
@@ -97,7 +102,9 @@ fn bench(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % (nq / 100);
-            index.search(&queries[i * 100 * dim..(i + 1) * 100 * dim], 10, &s, None).expect("searches")
+            index
+                .search(common::m(&queries[i * 100 * dim..(i + 1) * 100 * dim], dim), 10, &s, SearchContext::new())
+                .expect("searches")
         })
     });
     g.finish();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fv_index::{Hit, IndexParams, IndexType, Metric, SearchParams, VectorIndex};
+use fv_index::{Hit, IndexParams, IndexType, Metric, SearchContext, SearchParams, VectorIndex};
 
 fn recall(got: &[Vec<Hit>], truth: &[Vec<u32>]) -> f64 {
     let hits: usize = got.iter().zip(truth).map(|(g, t)| g.iter().filter(|h| t.contains(&h.row)).count()).sum();
@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         Some(t) if source != "synthetic" => t,
         _ => {
             let p = fv_index::flat::SearchParams { metric: Metric::Ip, k: 10, radius: None, range_filter: None };
-            fv_index::flat::search(&base, dim, &queries, &p, None, None)
+            fv_index::flat::search(common::m(&base, dim), common::m(&queries, dim), &p, None, None)
                 .iter()
                 .map(|h| h.iter().map(|h| h.row).collect())
                 .collect()
@@ -41,13 +41,13 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for (name, p) in configs {
         let t = Instant::now();
-        let index = VectorIndex::build(&p, dim, &base).expect("builds");
+        let index = VectorIndex::build(&p, common::m(&base, dim)).expect("builds");
         let build = t.elapsed().as_secs_f64();
         let bytes = index.memory_bytes() as f64 / index.rows() as f64;
         eprintln!("{name}: built in {build:.2} s, nlist {}, {bytes:.1} bytes/vector", index.nlist());
         for nprobe in [Some(8), Some(16), Some(32), Some(64)] {
             let s = SearchParams { nprobe, ..Default::default() };
-            let got = index.search(&queries, 10, &s, None).expect("searches");
+            let got = index.search(common::m(&queries, dim), 10, &s, SearchContext::new()).expect("searches");
             let np = nprobe.unwrap_or(index.default_nprobe());
             eprintln!("{name} nprobe={np}: recall@10 {:.3}", recall(&got, &truth));
             if p.index_type == IndexType::IvfPq && np != 16 {
@@ -58,12 +58,14 @@ fn bench(c: &mut Criterion) {
                 let mut i = 0;
                 b.iter(|| {
                     i = (i + 1) % nq;
-                    index.search(&queries[i * dim..(i + 1) * dim], 10, &s, None).expect("searches")
+                    index
+                        .search(common::m(&queries[i * dim..(i + 1) * dim], dim), 10, &s, SearchContext::new())
+                        .expect("searches")
                 })
             });
             g.throughput(Throughput::Elements(nq as u64));
             g.bench_function(format!("{name}/nprobe={np}/batch1000"), |b| {
-                b.iter(|| index.search(&queries, 10, &s, None).expect("searches"))
+                b.iter(|| index.search(common::m(&queries, dim), 10, &s, SearchContext::new()).expect("searches"))
             });
         }
     }

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Instant;
 
-use fv_index::{IndexParams, IndexType, Metric, SearchParams, VectorIndex};
+use fv_index::{IndexParams, IndexType, Metric, SearchContext, SearchParams, VectorIndex};
 
 /// Nanoseconds the calling thread has run on a CPU (Linux schedstat), or 0 elsewhere.
 /// Wall time on a shared 2-core machine includes the time other processes hold the core;
@@ -39,7 +39,7 @@ fn main() {
             assert_eq!(d, dim);
             eprintln!("building IVF_FLAT nlist=1024 on {source} (kept at {path})");
             let p = IndexParams { nlist: 1024, ..IndexParams::new(IndexType::IvfFlat, Metric::Ip) };
-            let i = VectorIndex::build(&p, dim, &base).expect("builds");
+            let i = VectorIndex::build(&p, common::m(&base, dim)).expect("builds");
             std::fs::write(&path, i.to_bytes()).expect("writes the index");
             i
         }
@@ -57,7 +57,9 @@ fn main() {
             .map(|_| {
                 let (t, c) = (Instant::now(), thread_cpu_ns());
                 for q in queries.chunks_exact(dim) {
-                    std::hint::black_box(index.search(q, 10, &s, None).expect("searches"));
+                    std::hint::black_box(
+                        index.search(common::m(q, dim), 10, &s, SearchContext::new()).expect("searches"),
+                    );
                 }
                 (t.elapsed().as_secs_f64() * 1e6 / nq, (thread_cpu_ns() - c) as f64 / 1e3 / nq)
             })

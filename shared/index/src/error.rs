@@ -24,6 +24,10 @@ pub enum IndexError {
     /// A serialised index failed its checksum or structural checks; it must be rebuilt.
     #[error("corrupt index file: {0}")]
     Corrupt(String),
+    /// The search or build was stopped through its stop flag (its request was cancelled
+    /// or timed out); no result was produced.
+    #[error("cancelled: the request was cancelled or timed out")]
+    Cancelled,
 }
 
 impl IndexError {

@@ -1,115 +1,109 @@
-//! Row filters: which rows of a segment a search may return. The query node builds one
-//! from the scalar filter, deletes and MVCC visibility; every index checks it *before*
-//! scoring a row, so excluded rows cost one bit test.
+//! Row filters: which rows of a segment a search may return. One bitset type runs from the
+//! scalar expression to the index: [`FixedBitSet`], a **set bit allows the row** (it passes
+//! the filter, is visible at the search's timestamp and not deleted). The query node ANDs
+//! the expression's bitset with its visibility and delete bitsets a word at a time
+//! (`intersect_with`) and hands the result to the search; every index tests the bit
+//! *before* scoring a row, so an excluded row costs one bit test, and scans that walk rows
+//! in order skip a whole word of 64 excluded rows at once.
+
+pub use fixedbitset::FixedBitSet;
 
 use crate::error::{IndexError, Result};
 
-/// Rows a search may consider.
-#[derive(Debug, Clone, Copy)]
-pub enum RowFilter<'a> {
-    /// One flag per row; `false` excludes the row.
-    Allowed(&'a [bool]),
-    /// A Milvus-style bitset over rows: a *set* bit excludes the row (filtered out,
-    /// deleted or not visible). Bit `row % 64` of word `row / 64`.
-    Excluded(&'a [u64]),
-}
-
-impl<'a> From<&'a [bool]> for RowFilter<'a> {
-    fn from(a: &'a [bool]) -> Self {
-        RowFilter::Allowed(a)
+/// A bitset over `allowed.len()` rows with the rows whose flag is true set.
+pub fn from_bools(allowed: &[bool]) -> FixedBitSet {
+    let mut bits = FixedBitSet::with_capacity(allowed.len());
+    for (row, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
+        bits.insert(row);
     }
+    bits
 }
 
-impl<'a> From<&'a Bitset> for RowFilter<'a> {
-    fn from(b: &'a Bitset) -> Self {
-        RowFilter::Excluded(&b.words)
+/// The rows one search may consider, as the indexes test them: every row (no bitset), or
+/// the set bits of one bitset. Rows at or beyond the bitset's length are excluded;
+/// [`RowFilter::check`] makes sure a search never asks about them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RowFilter<'a>(Option<&'a FixedBitSet>);
+
+impl<'a> RowFilter<'a> {
+    /// Every row.
+    pub const ALL: RowFilter<'static> = RowFilter(None);
+
+    pub fn new(bits: Option<&'a FixedBitSet>) -> RowFilter<'a> {
+        RowFilter(bits)
     }
-}
 
-impl RowFilter<'_> {
-    /// Whether `row` may be returned. `row` must be below the checked row count.
+    /// Whether every row is allowed without looking (no bitset).
     #[inline]
+    pub fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether `row` may be returned.
+    #[inline(always)]
     pub fn allows(&self, row: usize) -> bool {
-        match self {
-            RowFilter::Allowed(a) => a[row],
-            RowFilter::Excluded(w) => (w[row >> 6] >> (row & 63)) & 1 == 0,
-        }
+        self.0.is_none_or(|b| b.contains(row))
     }
 
     /// Checks that the filter covers `rows` rows.
     pub fn check(&self, rows: usize) -> Result<()> {
-        match self {
-            RowFilter::Allowed(a) if a.len() != rows => {
-                Err(IndexError::input(format!("filter has {} flags for {rows} rows", a.len())))
-            }
-            RowFilter::Excluded(w) if w.len() * 64 < rows => {
-                Err(IndexError::input(format!("bitset has {} bits for {rows} rows", w.len() * 64)))
-            }
+        match self.0 {
+            Some(b) if b.len() < rows => Err(IndexError::input(format!("bitset has {} bits for {rows} rows", b.len()))),
             _ => Ok(()),
         }
     }
-}
 
-/// An owned bitset of excluded rows (set bit = skip), usable as [`RowFilter::Excluded`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Bitset {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl Bitset {
-    /// A bitset over `len` rows with no row excluded.
-    pub fn new(len: usize) -> Bitset {
-        Bitset { words: vec![0; len.div_ceil(64)], len }
+    /// Rows allowed among `0..rows`.
+    pub fn count(&self, rows: usize) -> usize {
+        self.0.map_or(rows, |b| b.count_ones(..rows.min(b.len())))
     }
 
-    /// Excludes the rows whose flag is `false`.
-    pub fn from_allowed(allowed: &[bool]) -> Bitset {
-        let mut b = Bitset::new(allowed.len());
-        for (i, &a) in allowed.iter().enumerate() {
-            if !a {
-                b.exclude(i);
-            }
-        }
-        b
-    }
-
-    /// Number of rows covered.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the bitset covers no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Marks `row` as excluded; rows beyond `len` are ignored.
-    pub fn exclude(&mut self, row: usize) {
-        if row < self.len {
-            self.words[row >> 6] |= 1 << (row & 63);
+    /// The allowed rows among `start..start + len` (`len <= 64`) as a word: bit `j` stands
+    /// for row `start + j`. A zero word lets a scan skip all of them at once.
+    #[inline]
+    pub fn word(&self, start: usize, len: usize) -> u64 {
+        debug_assert!(len <= 64);
+        let keep = if len >= 64 { u64::MAX } else { (1u64 << len) - 1 };
+        match self.0 {
+            None => keep,
+            Some(b) => bits_at(b.as_slice(), start) & keep,
         }
     }
 
-    /// Whether `row` is excluded (rows beyond `len` count as excluded).
-    pub fn is_excluded(&self, row: usize) -> bool {
-        row >= self.len || (self.words[row >> 6] >> (row & 63)) & 1 == 1
+    /// The allowed rows of `range` in ascending order, a word at a time.
+    pub fn allowed_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = usize> + 'a {
+        let this = *self;
+        range.clone().step_by(64).flat_map(move |start| {
+            let mut w = this.word(start, (range.end - start).min(64));
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let j = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    start + j
+                })
+            })
+        })
     }
+}
 
-    /// Number of excluded rows.
-    pub fn count_excluded(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
+/// The 64 bits from bit `start` of `blocks` (bits past the end read as 0), whatever the
+/// block width.
+#[inline]
+fn bits_at(blocks: &[usize], start: usize) -> u64 {
+    const B: usize = usize::BITS as usize;
+    let mut out = 0u64;
+    let mut got = 0;
+    while got < 64 {
+        let pos = start + got;
+        let Some(&block) = blocks.get(pos / B) else { break };
+        let off = pos % B;
+        let take = (B - off).min(64 - got);
+        let part = (block >> off) as u64;
+        let part = if take >= 64 { part } else { part & ((1u64 << take) - 1) };
+        out |= part << got;
+        got += take;
     }
-
-    /// The backing words (bit `row % 64` of word `row / 64`).
-    pub fn words(&self) -> &[u64] {
-        &self.words
-    }
-
-    /// As a search filter.
-    pub fn as_filter(&self) -> RowFilter<'_> {
-        RowFilter::Excluded(&self.words)
-    }
+    out
 }
 
 #[cfg(test)]
@@ -117,17 +111,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bitset_and_bools_agree() {
+    fn bits_and_bools_agree() {
         let allowed: Vec<bool> = (0..130).map(|i| i % 3 != 0).collect();
-        let b = Bitset::from_allowed(&allowed);
-        assert_eq!(b.len(), 130);
-        assert_eq!(b.count_excluded(), 44);
-        let (fa, fb) = (RowFilter::from(allowed.as_slice()), b.as_filter());
+        let bits = from_bools(&allowed);
+        assert_eq!(bits.len(), 130);
+        assert_eq!(bits.count_ones(..), 86);
+        let f = RowFilter::new(Some(&bits));
         for (i, a) in allowed.iter().enumerate() {
-            assert_eq!(fa.allows(i), fb.allows(i));
-            assert_eq!(b.is_excluded(i), !a);
+            assert_eq!(f.allows(i), *a);
+            assert!(RowFilter::ALL.allows(i));
         }
-        assert!(fa.check(130).is_ok() && fa.check(131).is_err());
-        assert!(fb.check(192).is_ok() && fb.check(193).is_err());
+        assert!(f.check(130).is_ok() && f.check(131).is_err() && RowFilter::ALL.check(1 << 40).is_ok());
+        assert_eq!((f.count(130), f.count(64), RowFilter::ALL.count(7)), (86, 42, 7));
+        assert!(!f.is_all() && RowFilter::ALL.is_all());
+    }
+
+    #[test]
+    fn words_and_iteration_match_bit_tests() {
+        let allowed: Vec<bool> = (0..300).map(|i| (i * 37) % 11 < 4 || (128..192).contains(&i)).collect();
+        let mut bits = from_bools(&allowed);
+        bits.remove_range(200..264); // a whole empty word
+        let f = RowFilter::new(Some(&bits));
+        for start in [0usize, 1, 63, 64, 65, 100, 200, 236, 290] {
+            for len in [0usize, 1, 10, 64] {
+                let len = len.min(300 - start);
+                let w = f.word(start, len);
+                for j in 0..64 {
+                    assert_eq!(w >> j & 1 == 1, j < len && bits.contains(start + j), "start {start} len {len} bit {j}");
+                }
+            }
+        }
+        assert_eq!(f.word(200, 64), 0);
+        assert_eq!(RowFilter::ALL.word(5, 3), 0b111);
+        for range in [0..300, 3..250, 64..128, 70..71, 200..264, 5..5] {
+            let want: Vec<usize> = range.clone().filter(|&r| bits.contains(r)).collect();
+            assert_eq!(f.allowed_in(range.clone()).collect::<Vec<_>>(), want, "{range:?}");
+            assert_eq!(RowFilter::ALL.allowed_in(range.clone()).collect::<Vec<_>>(), range.collect::<Vec<_>>());
+        }
+        // Past the last block every bit reads 0.
+        assert_eq!(bits_at(bits.as_slice(), 1 << 20), 0);
+        assert_eq!(bits_at(bits.as_slice(), 290) >> 10, 0);
     }
 }

@@ -1,171 +1,87 @@
 //! Exact (FLAT) search: every allowed row is scored against every query.
 //!
-//! Two paths with one contract: few queries go row by row through the SIMD kernels (rows
-//! split over the cores when a single query meets a large segment); batches of at least
-//! [`GEMM_MIN_QUERIES`] queries go through GEMM ([`search_gemm`]), which reads each row once
-//! per query block instead of once per query.
+//! Two paths with one contract: few queries go row by row through the SIMD kernels
+//! (`scan`: rows split over the cores when a single query meets a large segment); batches
+//! of at least [`GEMM_MIN_QUERIES`] queries go through GEMM (`batch`, [`search_gemm`]),
+//! which reads each row once per query block instead of once per query. What both need
+//! (the parameters, the per-row score that fixes every returned score) is in `score`.
 
-use rayon::prelude::*;
+mod batch;
+mod scan;
+mod score;
 
-use crate::distance::{dot, l2_sq, norm};
+pub use score::{SearchParams, row_norms, score};
+
+use ndarray::ArrayView2;
+
+use crate::context::SearchContext;
 use crate::error::{IndexError, Result};
-use crate::filter::RowFilter;
-use crate::metric::Metric;
-use crate::topk::{Hit, TopK};
+use crate::filter::FixedBitSet;
+use crate::rows_of;
+use crate::topk::Hit;
+use scan::Scan;
 
 /// Batches of at least this many queries use the GEMM path.
 pub const GEMM_MIN_QUERIES: usize = 4;
-/// At most this many rows per task when one query's scan is split over the cores.
-const SCAN_CHUNK: usize = 4096;
-/// A single query's scan is split over the cores from this many floats (4 MiB) on.
-const SPLIT_FLOATS: usize = 1 << 20;
 
-/// How to score and select in an exact search.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SearchParams {
-    /// Metric of the vectors.
-    pub metric: Metric,
-    /// Hits wanted per query.
-    pub k: usize,
-    /// Range search bounds (see [`Metric::in_range`]).
-    pub radius: Option<f32>,
-    /// Range search bounds (see [`Metric::in_range`]).
-    pub range_filter: Option<f32>,
-}
-
-/// Row norms, for cosine scoring (computed once per sealed segment).
-pub fn row_norms(base: &[f32], dim: usize) -> Vec<f32> {
-    base.chunks_exact(dim).map(norm).collect()
-}
-
-/// Scores one query against one row (`query_norm` is used for COSINE only; `row_norm`
-/// is computed when absent).
-#[inline]
-pub fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32], row_norm: Option<f32>) -> f32 {
-    match metric {
-        Metric::L2 => l2_sq(query, row),
-        Metric::Ip => dot(query, row),
-        Metric::Cosine => {
-            let n = row_norm.unwrap_or_else(|| norm(row)) * query_norm;
-            if n > 0.0 { dot(query, row) / n } else { 0.0 }
-        }
-    }
-}
-
-/// One exact search's inputs, shared by its row scans.
-#[derive(Clone, Copy)]
-struct Scan<'a> {
-    base: &'a [f32],
-    dim: usize,
-    p: &'a SearchParams,
-    filter: Option<RowFilter<'a>>,
-    norms: Option<&'a [f32]>,
-}
-
-impl Scan<'_> {
-    /// Scans rows `range` for one query into `top`, 64 scores at a time through
-    /// [`TopK::push_block`] (which skips chunks that cannot enter).
-    fn rows(&self, q: &[f32], qn: f32, range: std::ops::Range<usize>, top: &mut TopK) {
-        let (p, dim) = (self.p, self.dim);
-        let ranged = p.radius.is_some() || p.range_filter.is_some();
-        let (mut scores, mut ids) = ([0f32; 64], [0u32; 64]);
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + 64).min(range.end);
-            let mut n = 0;
-            for row in start..end {
-                if self.filter.is_some_and(|f| !f.allows(row)) {
-                    continue;
-                }
-                let s = score(p.metric, q, qn, &self.base[row * dim..(row + 1) * dim], self.norms.map(|n| n[row]));
-                if ranged && !p.metric.in_range(s, p.radius, p.range_filter) {
-                    continue;
-                }
-                scores[n] = s;
-                ids[n] = row as u32;
-                n += 1;
-            }
-            top.push_block(&scores[..n], 0, Some(&ids[..n]));
-            start = end;
-        }
-    }
-
-    /// One query over all rows; `split` spreads large scans over the cores.
-    fn one(&self, q: &[f32], split: bool) -> Vec<Hit> {
-        let p = self.p;
-        let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
-        let rows = self.base.len() / self.dim;
-        let threads = rayon::current_num_threads();
-        if !split || threads < 2 || rows * self.dim < SPLIT_FLOATS {
-            let mut top = TopK::new(p.metric, p.k);
-            self.rows(q, qn, 0..rows, &mut top);
-            return top.into_sorted();
-        }
-        let chunk = rows.div_ceil(threads * 4).clamp(256, SCAN_CHUNK);
-        let parts: Vec<TopK> = (0..rows.div_ceil(chunk))
-            .into_par_iter()
-            .map(|c| {
-                let mut top = TopK::new(p.metric, p.k);
-                self.rows(q, qn, c * chunk..((c + 1) * chunk).min(rows), &mut top);
-                top
-            })
-            .collect();
-        let mut top = TopK::new(p.metric, p.k);
-        for part in parts {
-            top.merge(part);
-        }
-        top.into_sorted()
-    }
-}
-
-/// Searches `queries` (row-major, `nq * dim`) against `base` (row-major `rows * dim`).
-/// `allowed[row] == false` excludes a row (filter, deletes, visibility). Returns, per
+/// Searches the rows of `queries` against the rows of `base` (`rows × dim`). Rows whose
+/// bit is clear in `filter` are excluded (filter, deletes, visibility). Returns, per
 /// query, up to `k` hits best first. Large batches are split over the available cores.
 ///
 /// # Panics
-/// If the buffers do not hold whole vectors or `allowed`/`norms` do not cover every row;
+/// If the dimensions differ or `filter`/`norms` do not cover every row;
 /// [`search_filtered`] returns an error instead.
 pub fn search(
-    base: &[f32],
-    dim: usize,
-    queries: &[f32],
+    base: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
     p: &SearchParams,
-    allowed: Option<&[bool]>,
+    filter: Option<&FixedBitSet>,
     norms: Option<&[f32]>,
 ) -> Vec<Vec<Hit>> {
-    search_filtered(base, dim, queries, p, allowed.map(RowFilter::Allowed), norms).expect("valid flat search input")
+    // No stop flag, so the only errors are the input errors the caller rules out.
+    search_filtered(base, queries, p, SearchContext::new().with_filter(filter), norms).expect("valid flat search input")
 }
 
-/// [`search`] with any [`RowFilter`], returning an error on inconsistent input.
+/// [`search`] with a [`SearchContext`] (filter and stop flag), returning an error on
+/// inconsistent input or [`IndexError::Cancelled`] once the stop flag is set.
 pub fn search_filtered(
+    base: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
+    p: &SearchParams,
+    ctx: SearchContext<'_>,
+    norms: Option<&[f32]>,
+) -> Result<Vec<Vec<Hit>>> {
+    let dim = check(base, queries)?;
+    search_rows(&rows_of(base), dim, &rows_of(queries), p, ctx, norms)
+}
+
+/// [`search_filtered`] over row-major buffers: what the indexes call on the rows they hold.
+pub(crate) fn search_rows(
     base: &[f32],
     dim: usize,
     queries: &[f32],
     p: &SearchParams,
-    filter: Option<RowFilter<'_>>,
+    ctx: SearchContext<'_>,
     norms: Option<&[f32]>,
 ) -> Result<Vec<Vec<Hit>>> {
-    validate(base, dim, queries, filter, norms)?;
+    validate(base, dim, queries, ctx, norms)?;
     let rows = base.len() / dim;
     let nq = queries.len() / dim;
     if nq >= GEMM_MIN_QUERIES && rows >= 2 * GEMM_MIN_QUERIES && p.k > 0 {
-        return Ok(crate::batch::search(base, dim, queries, p, filter, norms));
+        return batch::search(base, dim, queries, p, ctx, norms);
     }
-    let scan = Scan { base, dim, p, filter, norms };
-    let threads = rayon::current_num_threads();
-    if threads > 1 && nq > 1 && nq * rows * dim >= 4_000_000 {
-        return Ok(queries.par_chunks_exact(dim).map(|q| scan.one(q, false)).collect());
-    }
-    Ok(queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect())
+    Scan::new(base, dim, p, ctx, norms).queries(queries, true)
 }
 
-fn validate(
-    base: &[f32],
-    dim: usize,
-    queries: &[f32],
-    filter: Option<RowFilter<'_>>,
-    norms: Option<&[f32]>,
-) -> Result<()> {
+/// The common dimension of `base` and `queries`.
+fn check(base: ArrayView2<'_, f32>, queries: ArrayView2<'_, f32>) -> Result<usize> {
+    if base.ncols() != queries.ncols() {
+        return Err(IndexError::input(format!("{}-d queries for {}-d rows", queries.ncols(), base.ncols())));
+    }
+    Ok(base.ncols())
+}
+
+fn validate(base: &[f32], dim: usize, queries: &[f32], ctx: SearchContext<'_>, norms: Option<&[f32]>) -> Result<()> {
     if dim == 0 || !base.len().is_multiple_of(dim) || !queries.len().is_multiple_of(dim) {
         return Err(IndexError::input(format!(
             "buffers of {} and {} floats do not hold whole {dim}-d vectors",
@@ -174,45 +90,49 @@ fn validate(
         )));
     }
     let rows = base.len() / dim;
-    if let Some(f) = &filter {
-        f.check(rows)?;
-    }
+    ctx.rows().check(rows)?;
     match norms {
         Some(n) if n.len() != rows => Err(IndexError::input(format!("{} norms for {rows} rows", n.len()))),
         _ => Ok(()),
     }
 }
 
-/// The per-row path only (no GEMM), for tests and benchmarks comparing the two.
+/// The per-row path only (no GEMM), for tests and benchmarks comparing the two. Same
+/// contract as [`search_filtered`].
 pub fn search_per_row(
-    base: &[f32],
-    dim: usize,
-    queries: &[f32],
+    base: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
     p: &SearchParams,
-    filter: Option<RowFilter<'_>>,
+    ctx: SearchContext<'_>,
     norms: Option<&[f32]>,
-) -> Vec<Vec<Hit>> {
-    let scan = Scan { base, dim, p, filter, norms };
-    queries.chunks_exact(dim).map(|q| scan.one(q, true)).collect()
+) -> Result<Vec<Vec<Hit>>> {
+    let dim = check(base, queries)?;
+    let (base, queries) = (rows_of(base), rows_of(queries));
+    validate(&base, dim, &queries, ctx, norms)?;
+    Scan::new(&base, dim, p, ctx, norms).queries(&queries, false)
 }
 
 /// The GEMM path only, for tests and benchmarks comparing the two. Same contract as
 /// [`search_filtered`].
 pub fn search_gemm(
-    base: &[f32],
-    dim: usize,
-    queries: &[f32],
+    base: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
     p: &SearchParams,
-    filter: Option<RowFilter<'_>>,
+    ctx: SearchContext<'_>,
     norms: Option<&[f32]>,
 ) -> Result<Vec<Vec<Hit>>> {
-    validate(base, dim, queries, filter, norms)?;
-    Ok(crate::batch::search(base, dim, queries, p, filter, norms))
+    let dim = check(base, queries)?;
+    let (base, queries) = (rows_of(base), rows_of(queries));
+    validate(&base, dim, &queries, ctx, norms)?;
+    batch::search(&base, dim, &queries, p, ctx, norms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::from_bools;
+    use crate::metric::Metric;
+    use crate::testdata::view;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn naive(base: &[f32], dim: usize, q: &[f32], metric: Metric, k: usize, allowed: &[bool]) -> Vec<u32> {
@@ -247,7 +167,7 @@ mod tests {
         let norms = row_norms(&base, dim);
         for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
             let p = SearchParams { metric, k: 10, radius: None, range_filter: None };
-            let got = search(&base, dim, &queries, &p, Some(&allowed), Some(&norms));
+            let got = search(view(&base, dim), view(&queries, dim), &p, Some(&from_bools(&allowed)), Some(&norms));
             for (qi, q) in queries.chunks_exact(dim).enumerate() {
                 let want = naive(&base, dim, q, metric, 10, &allowed);
                 let rows: Vec<u32> = got[qi].iter().map(|h| h.row).collect();
@@ -260,7 +180,7 @@ mod tests {
     fn range_search_keeps_only_the_window() {
         let base = vec![0.0f32, 0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0];
         let p = SearchParams { metric: Metric::L2, k: 10, radius: Some(5.0), range_filter: Some(1.0) };
-        let got = search(&base, 2, &[0.0, 0.0], &p, None, None);
+        let got = search(view(&base, 2), view(&[0.0, 0.0], 2), &p, None, None);
         let rows: Vec<u32> = got[0].iter().map(|h| h.row).collect();
         assert_eq!(rows, vec![1, 2]); // distances 1 and 4 lie in [1, 5)
     }
@@ -272,9 +192,9 @@ mod tests {
         let base: Vec<f32> = (0..rows * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let queries: Vec<f32> = (0..nq * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let p = SearchParams { metric: Metric::Ip, k: 5, radius: None, range_filter: None };
-        let batched = search(&base, dim, &queries, &p, None, None);
+        let batched = search(view(&base, dim), view(&queries, dim), &p, None, None);
         for (qi, q) in queries.chunks_exact(dim).enumerate() {
-            assert_eq!(batched[qi], search(&base, dim, q, &p, None, None)[0]);
+            assert_eq!(batched[qi], search(view(&base, dim), view(q, dim), &p, None, None)[0]);
         }
     }
 }

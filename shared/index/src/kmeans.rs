@@ -14,14 +14,24 @@
 //!   boundaries, each centroid is summed by one task in point order, and reductions are
 //!   combined in block order.
 //! - **Spherical** mode (IP / COSINE) normalises the centroids after each update.
+//!
+//! Samples and centroids cross the crate boundary as ndarray matrices (one row per
+//! vector); a view in standard (row-major) layout is used in place, any other layout is
+//! copied once into it. Inside, the rows are plain slices and the products see them as
+//! faer matrices ([`crate::gemm`]).
+
+use std::sync::atomic::AtomicBool;
 
 use faer::Par;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
+use crate::context::Stop;
 use crate::distance::{dot, l2_sq, normalize};
 use crate::error::{IndexError, Result};
 use crate::gemm;
 use crate::rng::Rng;
+use crate::rows_of;
 
 /// Default number of Lloyd iterations (faiss' default as well).
 pub const DEFAULT_ITERATIONS: usize = 10;
@@ -78,10 +88,8 @@ impl KMeansParams {
 /// A trained clustering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeans {
-    /// Vector dimension.
-    pub dim: usize,
-    /// `k × dim` centroids, row-major.
-    pub centroids: Vec<f32>,
+    /// `k × dim` centroids, one per row (standard layout).
+    pub centroids: Array2<f32>,
     /// Lloyd iterations run.
     pub iterations: usize,
     /// Objective after each iteration's assignment over the training sample: the sum of
@@ -103,12 +111,26 @@ pub struct Assignment {
 impl KMeans {
     /// Number of centroids.
     pub fn k(&self) -> usize {
-        self.centroids.len() / self.dim
+        self.centroids.nrows()
     }
 
-    /// Assigns `data` (row-major, whole vectors) to the nearest centroids.
-    pub fn assign(&self, data: &[f32], spherical: bool) -> Result<Assignment> {
-        assign(data, self.dim, &self.centroids, spherical)
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.centroids.ncols()
+    }
+
+    /// Assigns the rows of `data` to the nearest centroids.
+    pub fn assign(&self, data: ArrayView2<'_, f32>, spherical: bool) -> Result<Assignment> {
+        assign(data, self.centroids.view(), spherical)
+    }
+
+    /// The centroids as one row-major buffer, without a copy.
+    pub(crate) fn into_rows(self) -> Vec<f32> {
+        // Built by `Array2::from_shape_vec` in standard layout: the buffer is the matrix,
+        // from offset 0.
+        let (v, offset) = self.centroids.into_raw_vec_and_offset();
+        debug_assert_eq!(offset.unwrap_or(0), 0);
+        v
     }
 }
 
@@ -124,7 +146,14 @@ fn check_data(data: &[f32], dim: usize) -> Result<usize> {
 
 /// Assigns each row of `data` to its nearest row of `centroids` (L2, or largest inner
 /// product when `spherical`). Ties go to the smaller centroid index.
-pub fn assign(data: &[f32], dim: usize, centroids: &[f32], spherical: bool) -> Result<Assignment> {
+pub fn assign(data: ArrayView2<'_, f32>, centroids: ArrayView2<'_, f32>, spherical: bool) -> Result<Assignment> {
+    if centroids.ncols() != data.ncols() {
+        return Err(IndexError::input(format!("{}-d centroids for {}-d vectors", centroids.ncols(), data.ncols())));
+    }
+    assign_rows(&rows_of(data), data.ncols(), &rows_of(centroids), spherical)
+}
+
+pub(crate) fn assign_rows(data: &[f32], dim: usize, centroids: &[f32], spherical: bool) -> Result<Assignment> {
     let n = check_data(data, dim)?;
     if centroids.is_empty() || !centroids.len().is_multiple_of(dim) {
         return Err(IndexError::input("centroids do not hold whole vectors"));
@@ -156,7 +185,7 @@ fn assign_into(
             let nb = x.len() / dim;
             buf.clear();
             buf.resize(k * nb, 0.0);
-            gemm::dots(centroids, x, dim, buf, Par::Seq);
+            gemm::dots_rows(centroids, x, dim, buf, Par::Seq);
             let mut sum = 0f64;
             for (j, col) in buf.chunks_exact_mut(k).enumerate() {
                 let (c, v) = if spherical {
@@ -207,8 +236,18 @@ fn argmax(v: &[f32]) -> (usize, f32) {
     (v.iter().position(|&x| x == best).unwrap_or(0), best)
 }
 
-/// Trains `p.k` centroids on `data` (row-major, `n × dim`, finite values, `n >= k`).
-pub fn train(data: &[f32], dim: usize, p: &KMeansParams) -> Result<KMeans> {
+/// Trains `p.k` centroids on the rows of `data` (`n × dim`, finite values, `n >= k`).
+pub fn train(data: ArrayView2<'_, f32>, p: &KMeansParams) -> Result<KMeans> {
+    train_until(&rows_of(data), data.ncols(), p, Stop::NEVER)
+}
+
+/// [`train`] that stops with [`IndexError::Cancelled`] once `stop` is set (polled before
+/// every k-means++ seed and every Lloyd iteration).
+pub fn train_cancellable(data: ArrayView2<'_, f32>, p: &KMeansParams, stop: &AtomicBool) -> Result<KMeans> {
+    train_until(&rows_of(data), data.ncols(), p, Stop::new(Some(stop)))
+}
+
+pub(crate) fn train_until(data: &[f32], dim: usize, p: &KMeansParams, stop: Stop<'_>) -> Result<KMeans> {
     let n = check_data(data, dim)?;
     let k = p.k;
     if k == 0 {
@@ -230,7 +269,7 @@ pub fn train(data: &[f32], dim: usize, p: &KMeansParams) -> Result<KMeans> {
     let n = x.len() / dim;
     let mut centroids = match p.init {
         KMeansInit::Random => gather(x, dim, &rng.sample_indices(n, k)),
-        KMeansInit::PlusPlus => plus_plus(x, dim, k, &mut rng),
+        KMeansInit::PlusPlus => plus_plus(x, dim, k, &mut rng, stop)?,
     };
     if p.spherical {
         centroids.chunks_exact_mut(dim).for_each(|c| {
@@ -242,29 +281,51 @@ pub fn train(data: &[f32], dim: usize, p: &KMeansParams) -> Result<KMeans> {
     let mut scores = vec![0f32; n];
     let mut objective = Vec::with_capacity(p.iterations);
     for it in 0..p.iterations {
+        stop.check()?;
         objective.push(assign_into(x, dim, &centroids, p.spherical, &mut labels, &mut scores));
         if it > 0 && labels == prev {
-            return Ok(KMeans { dim, centroids, iterations: it + 1, objective, train_points: n });
+            return Ok(KMeans { centroids: matrix(centroids, dim), iterations: it + 1, objective, train_points: n });
         }
         std::mem::swap(&mut labels, &mut prev);
         update(x, dim, &prev, &mut centroids, p.spherical);
     }
-    Ok(KMeans { dim, centroids, iterations: p.iterations, objective, train_points: n })
+    Ok(KMeans { centroids: matrix(centroids, dim), iterations: p.iterations, objective, train_points: n })
 }
 
-/// One Lloyd iteration over `data` from `centroids` (`k × dim`): assignment by GEMM, then
-/// the centroid update with empty-cluster repair (and normalisation when spherical).
-/// Returns the objective of the assignment. For benchmarks and incremental training.
-pub fn iterate(data: &[f32], dim: usize, centroids: &mut [f32], spherical: bool) -> Result<f64> {
-    let n = check_data(data, dim)?;
-    if centroids.is_empty() || !centroids.len().is_multiple_of(dim) {
-        return Err(IndexError::input("centroids do not hold whole vectors"));
+/// `v` (whole `dim`-d rows) as a matrix, without a copy.
+fn matrix(v: Vec<f32>, dim: usize) -> Array2<f32> {
+    Array2::from_shape_vec((v.len() / dim, dim), v).expect("whole vectors")
+}
+
+/// One Lloyd iteration over the rows of `data` from `centroids` (`k × dim`, updated in
+/// place): assignment by GEMM, then the centroid update with empty-cluster repair (and
+/// normalisation when spherical). Returns the objective of the assignment. For benchmarks
+/// and incremental training.
+pub fn iterate(data: ArrayView2<'_, f32>, mut centroids: ArrayViewMut2<'_, f32>, spherical: bool) -> Result<f64> {
+    let dim = data.ncols();
+    let data = rows_of(data);
+    let n = check_data(&data, dim)?;
+    if centroids.is_empty() || centroids.ncols() != dim {
+        return Err(IndexError::input(format!("{}-d centroids for {dim}-d vectors", centroids.ncols())));
     }
     let mut labels = vec![0u32; n];
     let mut scores = vec![0f32; n];
-    let obj = assign_into(data, dim, centroids, spherical, &mut labels, &mut scores);
-    update(data, dim, &labels, centroids, spherical);
-    Ok(obj)
+    let mut step = |c: &mut [f32]| {
+        let obj = assign_into(&data, dim, c, spherical, &mut labels, &mut scores);
+        update(&data, dim, &labels, c, spherical);
+        obj
+    };
+    Ok(match centroids.as_slice_mut() {
+        Some(c) => step(c),
+        None => {
+            // Not row-major: update a row-major copy, then write it back.
+            let mut c: Vec<f32> = centroids.iter().copied().collect();
+            let obj = step(&mut c);
+            let shape = centroids.raw_dim();
+            centroids.assign(&ArrayView2::from_shape(shape, &c).expect("same shape"));
+            obj
+        }
+    })
 }
 
 fn gather(data: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
@@ -279,7 +340,7 @@ fn gather(data: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
 /// `2 + ln k` candidates with probability proportional to their squared distance to the
 /// nearest seed so far and keeps the one that lowers the total most. The candidate
 /// distances are one small GEMM per pool chunk.
-fn plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
+fn plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut Rng, stop: Stop<'_>) -> Result<Vec<f32>> {
     const CHUNK: usize = 512;
     let n = x.len() / dim;
     let pool_n = n.min(k.saturating_mul(PLUS_PLUS_POOL_PER_CENTROID));
@@ -300,6 +361,7 @@ fn plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
     let mut all = vec![0f32; pool_n * trials];
     let mut cands = Vec::with_capacity(trials * dim);
     for _ in 1..k {
+        stop.check()?;
         let total: f64 = d2.iter().map(|&d| d as f64).sum();
         cands.clear();
         for _ in 0..trials {
@@ -325,7 +387,7 @@ fn plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
             .enumerate()
             .map(|(b, (out, rows))| {
                 let nb = rows.len() / dim;
-                gemm::dots(rows, &cands, dim, out, Par::Seq);
+                gemm::dots_rows(rows, &cands, dim, out, Par::Seq);
                 let mut pots = vec![0f64; trials];
                 for (l, col) in out.chunks_exact_mut(nb).enumerate() {
                     for (i, v) in col.iter_mut().enumerate() {
@@ -345,7 +407,7 @@ fn plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
             d.copy_from_slice(&out[best * nb..(best + 1) * nb]);
         }
     }
-    centroids
+    Ok(centroids)
 }
 
 /// Centroids as member means (f64 sums, point order), then empty-cluster repair and, when
@@ -421,7 +483,7 @@ fn split_empty(centroids: &mut [f32], dim: usize, counts: &mut [usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata::clustered;
+    use crate::testdata::{clustered, view};
 
     /// Naive Lloyd (f64 distances, argmin loops) from given centroids.
     fn naive_lloyd(x: &[f32], dim: usize, mut c: Vec<f32>, iters: usize) -> f64 {
@@ -459,14 +521,14 @@ mod tests {
     fn deterministic_for_a_seed() {
         let (x, dim) = (clustered(3000, 24, 20, 1), 24);
         let p = KMeansParams { iterations: 8, ..KMeansParams::new(32) };
-        let a = train(&x, dim, &p).expect("trains");
-        let b = train(&x, dim, &p).expect("trains");
+        let a = train(view(&x, dim), &p).expect("trains");
+        let b = train(view(&x, dim), &p).expect("trains");
         assert_eq!(a, b);
         // Same result on a single-thread pool: blocks and sums do not depend on threads.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-        let c = pool.install(|| train(&x, dim, &p)).expect("trains");
+        let c = pool.install(|| train(view(&x, dim), &p)).expect("trains");
         assert_eq!(a, c);
-        let d = train(&x, dim, &KMeansParams { seed: 7, ..p }).expect("trains");
+        let d = train(view(&x, dim), &KMeansParams { seed: 7, ..p }).expect("trains");
         assert_ne!(a.centroids, d.centroids);
     }
 
@@ -475,11 +537,11 @@ mod tests {
         let (x, dim, k) = (clustered(4000, 16, 40, 2), 16, 40);
         let final_objective = |init| {
             let p = KMeansParams { iterations: 15, init, ..KMeansParams::new(k) };
-            let km = train(&x, dim, &p).expect("trains");
+            let km = train(view(&x, dim), &p).expect("trains");
             // Objective never increases (Lloyd), up to float noise.
             assert!(km.objective.windows(2).all(|w| w[1] <= w[0] * 1.000_01), "{:?}", km.objective);
             // Assignment agrees with the stored objective.
-            let a = km.assign(&x, false).expect("assigns");
+            let a = km.assign(view(&x, dim), false).expect("assigns");
             let total: f64 = a.scores.iter().map(|&s| s as f64).sum();
             let last = km.objective[km.objective.len() - 1];
             assert!(total <= last * 1.001 + 1e-6, "{total} vs {last}");
@@ -504,8 +566,9 @@ mod tests {
     fn spherical_centroids_are_unit_norm() {
         let (x, dim) = (clustered(2000, 32, 10, 3), 32);
         let p = KMeansParams { spherical: true, ..KMeansParams::new(10) };
-        let km = train(&x, dim, &p).expect("trains");
-        for c in km.centroids.chunks_exact(dim) {
+        let km = train(view(&x, dim), &p).expect("trains");
+        for c in km.centroids.rows() {
+            let c = c.to_slice().expect("row-major");
             assert!((crate::distance::norm(c) - 1.0).abs() < 1e-4);
         }
         assert!(km.objective.windows(2).all(|w| w[1] >= w[0] * 0.99999 - 1e-6), "{:?}", km.objective);
@@ -515,7 +578,7 @@ mod tests {
     fn sampling_and_early_stop() {
         let (x, dim) = (clustered(5000, 8, 4, 4), 8);
         let p = KMeansParams { max_points_per_centroid: 100, iterations: 50, ..KMeansParams::new(4) };
-        let km = train(&x, dim, &p).expect("trains");
+        let km = train(view(&x, dim), &p).expect("trains");
         assert_eq!(km.train_points, 400);
         assert!(km.iterations < 50, "well separated clusters converge early");
     }
@@ -528,9 +591,9 @@ mod tests {
             x.extend_from_slice(&[(i % 3) as f32 * 10.0 + 1.0, 1.0]);
         }
         let p = KMeansParams { init: KMeansInit::Random, ..KMeansParams::new(6) };
-        let km = train(&x, 2, &p).expect("trains");
+        let km = train(view(&x, 2), &p).expect("trains");
         assert!(km.centroids.iter().all(|v| v.is_finite()));
-        let a = km.assign(&x, false).expect("assigns");
+        let a = km.assign(view(&x, 2), false).expect("assigns");
         assert!(a.scores.iter().all(|&s| s < 1e-2));
         // Splitting directly: the largest cluster is halved, centroids perturbed apart.
         let mut c = vec![1.0f32, 1.0, 0.0, 0.0];
@@ -542,11 +605,13 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert!(train(&[1.0, 2.0, 3.0], 2, &KMeansParams::new(1)).is_err());
-        assert!(train(&[1.0, 2.0], 2, &KMeansParams::new(2)).is_err());
-        assert!(train(&[1.0, f32::NAN], 2, &KMeansParams::new(1)).is_err());
-        assert!(train(&[1.0, 2.0], 2, &KMeansParams::new(0)).is_err());
-        assert!(assign(&[1.0, 2.0], 2, &[1.0], false).is_err());
+        assert!(crate::matrix_view(&[1.0, 2.0, 3.0], 2).is_err());
+        assert!(train(view(&[1.0, 2.0], 2), &KMeansParams::new(2)).is_err());
+        assert!(train(view(&[1.0, f32::NAN], 2), &KMeansParams::new(1)).is_err());
+        assert!(train(view(&[1.0, 2.0], 2), &KMeansParams::new(0)).is_err());
+        assert!(train(view(&[], 0), &KMeansParams::new(1)).is_err());
+        assert!(assign(view(&[1.0, 2.0], 2), view(&[1.0], 1), false).is_err());
+        assert!(assign(view(&[1.0, 2.0], 2), view(&[], 2), false).is_err());
     }
 
     #[test]

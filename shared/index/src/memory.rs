@@ -16,25 +16,26 @@
 //! platform has no such hint.
 
 /// Requests every cache line of `x` into the cache hierarchy (all levels). A no-op on
-/// targets other than x86_64.
+/// targets other than x86_64. The one software prefetch of the crate: list scans, graph
+/// walks (codes, rows and neighbour lists) all go through it.
 #[inline(always)]
-pub(crate) fn prefetch(x: &[f32]) {
+pub(crate) fn prefetch<T>(x: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         const LINE: usize = 64;
         let Some(last) = std::mem::size_of_val(x).checked_sub(1) else { return };
-        let p = x.as_ptr().cast::<i8>();
-        let mut offset = 0;
-        while offset <= last {
-            // SAFETY: `offset <= last` is within `x`; a prefetch never faults anyway.
-            // SSE is part of the x86_64 baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(offset)) };
-            offset += LINE;
+        // One request per line the slice touches, from the line holding its first byte
+        // to the line holding its last.
+        let start = x.as_ptr().cast::<i8>();
+        let lines = ((start as usize % LINE) + last) / LINE + 1;
+        let first = start.wrapping_sub(start as usize % LINE);
+        for l in 0..lines {
+            // SAFETY: a prefetch is a hint that never faults and reads nothing into the
+            // program, whatever the address (here each is a line `x` overlaps); SSE is
+            // part of the x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(l * LINE)) };
         }
-        // The last line, when `x` does not start on a line boundary.
-        // SAFETY: as above.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(last)) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
@@ -86,6 +87,9 @@ mod tests {
         for (a, b) in [(0, 0), (0, 1), (3, 17), (1, 1000), (0, 1000)] {
             prefetch(&v[a..b]);
         }
+        let bytes = [7u8; 100];
+        prefetch(&bytes[1..99]);
+        prefetch::<u32>(&[]);
         assert_eq!(v[999], 999.0);
     }
 

@@ -266,6 +266,21 @@ impl SearchParams {
     }
 }
 
+/// The range-search bounds of one search (what the indexes need of [`SearchParams`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Bounds {
+    pub radius: Option<f32>,
+    pub range_filter: Option<f32>,
+}
+
+impl Bounds {
+    /// Whether the search is a range search.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.radius.is_some() || self.range_filter.is_some()
+    }
+}
+
 fn parse_object(name: &str, text: &str) -> Result<serde_json::Map<String, Value>> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => Ok(o),

@@ -1,7 +1,14 @@
 //! Seeded synthetic data for the tests: a Gaussian mixture (clustered like real
 //! embeddings, unlike uniform noise, on which no IVF index can reach useful recall).
 
+use ndarray::ArrayView2;
+
 use crate::rng::Rng;
+
+/// `x` as `rows × dim` (tests hold whole vectors; `dim` 0 gives an empty matrix).
+pub(crate) fn view(x: &[f32], dim: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((x.len().checked_div(dim).unwrap_or(0), dim), x).expect("whole vectors")
+}
 
 /// Standard normal sample (Box-Muller).
 pub(crate) fn gauss(rng: &mut Rng) -> f32 {

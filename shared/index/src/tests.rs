@@ -1,13 +1,14 @@
 //! Cross-module tests: every index type against brute force (recall, filters, ranges),
 //! the GEMM path against the per-row path, serialisation and corruption, parameter errors.
 
+use crate::context::SearchContext;
 use crate::error::IndexError;
-use crate::filter::{Bitset, RowFilter};
+use crate::filter::{FixedBitSet, from_bools};
 use crate::flat;
 use crate::index::{AUTO_FLAT_MAX_ROWS, VectorIndex, auto_index};
 use crate::metric::Metric;
 use crate::params::{IndexParams, IndexType, SearchParams};
-use crate::testdata::{clustered, queries_like};
+use crate::testdata::{clustered, queries_like, view};
 use crate::topk::Hit;
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Ip, Metric::Cosine];
@@ -49,6 +50,11 @@ fn params(t: IndexType, metric: Metric, nlist: usize) -> IndexParams {
     IndexParams { nlist, ..IndexParams::new(t, metric) }
 }
 
+/// No filter, no stop flag.
+fn all() -> SearchContext<'static> {
+    SearchContext::new()
+}
+
 fn sp(nprobe: usize) -> SearchParams {
     SearchParams { nprobe: Some(nprobe), ..Default::default() }
 }
@@ -68,9 +74,9 @@ fn recall_of_each_index_type() {
         ];
         for (t, m, threshold) in cases {
             let p = IndexParams { m, ..params(t, metric, 64) };
-            let index = VectorIndex::build(&p, dim, &base).expect("builds");
+            let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
             assert_eq!(index.index_type(), t);
-            let got = index.search(&queries, k, &sp(20), None).expect("searches");
+            let got = index.search(view(&queries, dim), k, &sp(20), all()).expect("searches");
             let r = recall(&got, &truth, k);
             eprintln!("{metric:?} {}: recall@10 {r:.3} ({} bytes)", t.name(), index.memory_bytes());
             assert!(r >= threshold, "{metric:?} {}: recall@10 {r:.3} < {threshold}", t.name());
@@ -98,14 +104,14 @@ fn exhaustive_ivf_with_filters_equals_brute_force() {
     let base = clustered(n, dim, 30, 12);
     let queries = queries_like(nq, dim, 30, 12);
     let allowed: Vec<bool> = (0..n).map(|i| i % 7 != 3 && i % 5 != 0).collect();
-    let bits = Bitset::from_allowed(&allowed);
+    let bits = from_bools(&allowed);
     for metric in METRICS {
         let truth: Vec<_> = queries.chunks_exact(dim).map(|q| brute(&base, dim, q, metric, &|i| allowed[i])).collect();
         for t in [IndexType::Flat, IndexType::IvfFlat] {
-            let index = VectorIndex::build(&params(t, metric, 16), dim, &base).expect("builds");
-            for filter in [RowFilter::Allowed(&allowed), bits.as_filter()] {
+            let index = VectorIndex::build(&params(t, metric, 16), view(&base, dim)).expect("builds");
+            for filter in [from_bools(&allowed), bits.clone()] {
                 // nprobe above nlist is clamped: every list is probed, the search is exact.
-                let got = index.search(&queries, k, &sp(1000), Some(filter)).expect("searches");
+                let got = index.search(view(&queries, dim), k, &sp(1000), (&filter).into()).expect("searches");
                 for (g, w) in got.iter().zip(&truth) {
                     let rows: Vec<u32> = g.iter().map(|h| h.row).collect();
                     let want: Vec<u32> = w.iter().take(k).map(|x| x.0).collect();
@@ -117,8 +123,8 @@ fn exhaustive_ivf_with_filters_equals_brute_force() {
         // Approximate types never return an excluded row either.
         for t in [IndexType::IvfSq8, IndexType::IvfPq] {
             let p = IndexParams { m: Some(6), ..params(t, metric, 16) };
-            let index = VectorIndex::build(&p, dim, &base).expect("builds");
-            let got = index.search(&queries, k, &sp(4), Some(bits.as_filter())).expect("searches");
+            let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
+            let got = index.search(view(&queries, dim), k, &sp(4), (&bits).into()).expect("searches");
             assert!(got.iter().flatten().all(|h| allowed[h.row as usize]));
             assert!(got.iter().all(|g| g.len() == k));
         }
@@ -137,8 +143,8 @@ fn range_search_equals_brute_force() {
         let (radius, range_filter) = (outer, inner);
         let s = SearchParams { nprobe: Some(64), radius: Some(radius), range_filter: Some(range_filter), ef: None };
         for t in [IndexType::Flat, IndexType::IvfFlat] {
-            let index = VectorIndex::build(&params(t, metric, 16), dim, &base).expect("builds");
-            let got = index.search(&queries, 1000, &s, None).expect("searches");
+            let index = VectorIndex::build(&params(t, metric, 16), view(&base, dim)).expect("builds");
+            let got = index.search(view(&queries, dim), 1000, &s, all()).expect("searches");
             for (g, w) in got.iter().zip(&truth) {
                 let mut rows: Vec<u32> = g.iter().map(|h| h.row).collect();
                 let mut want: Vec<u32> = w
@@ -165,10 +171,11 @@ fn gemm_search_equals_per_row_search() {
     let (n, dim, nq, k) = (4500, 33, 40, 10);
     let base = clustered(n, dim, 40, 14);
     let queries = queries_like(nq, dim, 40, 14);
-    let allowed: Vec<bool> = (0..n).map(|i| i % 4 != 1).collect();
+    let allowed = from_bools(&(0..n).map(|i| i % 4 != 1).collect::<Vec<bool>>());
     let norms = flat::row_norms(&base, dim);
     for metric in METRICS {
-        for (filter, ranged) in [(None, false), (Some(RowFilter::Allowed(&allowed)), false), (None, true)] {
+        for (filter, ranged) in [(None, false), (Some(&allowed), false), (None, true)] {
+            let ctx = SearchContext::new().with_filter(filter);
             let mut p = flat::SearchParams { metric, k, radius: None, range_filter: None };
             if ranged {
                 let t = brute(&base, dim, &queries[..dim], metric, &|_| true);
@@ -176,9 +183,10 @@ fn gemm_search_equals_per_row_search() {
                 p.k = 1000;
             }
             for norms in [None, Some(norms.as_slice())] {
-                let a = flat::search_gemm(&base, dim, &queries, &p, filter, norms).expect("gemm");
-                let b = flat::search_per_row(&base, dim, &queries, &p, filter, norms);
-                let c = flat::search_filtered(&base, dim, &queries, &p, filter, norms).expect("dispatch");
+                let (b_, q_) = (view(&base, dim), view(&queries, dim));
+                let a = flat::search_gemm(b_, q_, &p, ctx, norms).expect("gemm");
+                let b = flat::search_per_row(b_, q_, &p, ctx, norms).expect("per row");
+                let c = flat::search_filtered(b_, q_, &p, ctx, norms).expect("dispatch");
                 assert_eq!(a, c, "dispatch uses GEMM for {nq} queries");
                 for (qa, qb) in a.iter().zip(&b) {
                     // Same scores (rescored by the same kernels); rows equal unless two
@@ -206,20 +214,23 @@ fn serialisation_round_trips() {
             IndexType::AutoIndex,
         ] {
             let p = IndexParams { m: Some(4), nbits: 6, hnsw_m: 8, ef_construction: 40, ..params(t, metric, 20) };
-            let index = VectorIndex::build(&p, dim, &base).expect("builds");
+            let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
             let bytes = index.to_bytes();
             let back = VectorIndex::from_bytes(&bytes).expect("loads");
             assert_eq!(back, index, "{metric:?} {}", t.name());
             assert_eq!(back.to_bytes(), bytes);
             let s = sp(5);
-            assert_eq!(back.search(&queries, 10, &s, None), index.search(&queries, 10, &s, None));
+            assert_eq!(
+                back.search(view(&queries, dim), 10, &s, all()),
+                index.search(view(&queries, dim), 10, &s, all())
+            );
             // Same parameters and seed: the same file.
-            assert_eq!(VectorIndex::build(&p, dim, &base).expect("builds").to_bytes(), bytes);
+            assert_eq!(VectorIndex::build(&p, view(&base, dim)).expect("builds").to_bytes(), bytes);
         }
     }
     // 16-bit PQ codes (two bytes each) round-trip too.
     let p = IndexParams { m: Some(2), nbits: 10, ..params(IndexType::IvfPq, Metric::L2, 4) };
-    let index = VectorIndex::build(&p, dim, &base[..300 * dim]).expect("builds");
+    let index = VectorIndex::build(&p, view(&base[..300 * dim], dim)).expect("builds");
     assert_eq!(index.pq_shape(), (2, 10));
     assert_eq!(VectorIndex::from_bytes(&index.to_bytes()).expect("loads"), index);
 }
@@ -237,7 +248,7 @@ fn corruption_and_truncation_are_detected() {
     let base = clustered(n, dim, 6, 16);
     for t in [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::Hnsw] {
         let p = IndexParams { m: Some(2), nbits: 4, hnsw_m: 4, ef_construction: 20, ..params(t, Metric::L2, 8) };
-        let bytes = VectorIndex::build(&p, dim, &base).expect("builds").to_bytes();
+        let bytes = VectorIndex::build(&p, view(&base, dim)).expect("builds").to_bytes();
         // Every single-byte flip (sampled) is caught.
         for pos in (0..bytes.len()).step_by(7).chain([0, 8, 12, 20, 48, bytes.len() - 1]) {
             let mut b = bytes.clone();
@@ -269,7 +280,7 @@ fn corruption_and_truncation_are_detected() {
     }
     // A repeated row id behind a valid checksum.
     let p = params(IndexType::IvfFlat, Metric::L2, 4);
-    let index = VectorIndex::build(&p, dim, &base).expect("builds");
+    let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
     let mut b = index.to_bytes();
     let ids_at = crate::format::HEADER_LEN + 4 * dim * index.nlist() + 8 * (index.nlist() + 1);
     let first: [u8; 4] = b[ids_at..ids_at + 4].try_into().expect("4 bytes");
@@ -285,33 +296,37 @@ fn bad_input_is_an_error_not_a_panic() {
     let dim = 8;
     let base = clustered(300, dim, 4, 17);
     let p = params(IndexType::IvfFlat, Metric::L2, 8);
-    let index = VectorIndex::build(&p, dim, &base).expect("builds");
+    let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
     let q = &base[..dim];
     let input_err = |r: crate::Result<Vec<Vec<Hit>>>| matches!(r, Err(IndexError::InvalidInput(_)));
-    assert!(input_err(index.search(&base[..dim - 1], 5, &sp(2), None)));
-    assert!(input_err(index.search(&[f32::NAN; 8], 5, &sp(2), None)));
-    assert!(input_err(index.search(q, 5, &sp(2), Some(RowFilter::Allowed(&[true; 3])))));
-    assert!(input_err(index.search(q, 5, &sp(2), Some(RowFilter::Excluded(&[0; 4])))));
+    assert!(input_err(index.search(view(&base[..dim - 1], dim - 1), 5, &sp(2), all())));
+    assert!(input_err(index.search(view(&[f32::NAN; 8], dim), 5, &sp(2), all())));
+    assert!(input_err(index.search(view(q, dim), 5, &sp(2), (&from_bools(&[true; 3])).into())));
+    assert!(input_err(index.search(view(q, dim), 5, &sp(2), (&FixedBitSet::with_capacity(256)).into())));
+    assert!(input_err(crate::matrix_view(&base[..dim + 1], dim).map(|_| Vec::new())));
     let bad_range = SearchParams { radius: Some(1.0), range_filter: Some(2.0), ..Default::default() };
-    let e = index.search(q, 5, &bad_range, None).expect_err("range");
+    let e = index.search(view(q, dim), 5, &bad_range, all()).expect_err("range");
     assert!(e.to_string().contains("range_filter"), "{e}");
-    assert_eq!(index.search(q, 0, &sp(2), None).expect("k=0"), vec![Vec::<Hit>::new()]);
-    assert_eq!(index.search(&[], 5, &sp(2), None).expect("nq=0"), Vec::<Vec<Hit>>::new());
+    assert_eq!(index.search(view(q, dim), 0, &sp(2), all()).expect("k=0"), vec![Vec::<Hit>::new()]);
+    assert_eq!(index.search(view(&[], dim), 5, &sp(2), all()).expect("nq=0"), Vec::<Vec<Hit>>::new());
     // Build errors.
     let pq = IndexParams { m: Some(3), ..params(IndexType::IvfPq, Metric::L2, 8) };
-    let e = VectorIndex::build(&pq, dim, &base).expect_err("m");
+    let e = VectorIndex::build(&pq, view(&base, dim)).expect_err("m");
     assert_eq!(e.to_string(), "invalid parameter m=3: a divisor of dim 8");
-    assert!(VectorIndex::build(&IndexParams { nlist: 0, ..p.clone() }, dim, &base).is_err());
-    assert!(VectorIndex::build(&IndexParams { nbits: 17, ..p.clone() }, dim, &base).is_err());
-    assert!(VectorIndex::build(&p, dim, &base[..dim + 1]).is_err());
-    assert!(VectorIndex::build(&p, dim, &[]).is_err());
-    assert!(VectorIndex::build(&p, 0, &base).is_err());
+    assert!(VectorIndex::build(&IndexParams { nlist: 0, ..p.clone() }, view(&base, dim)).is_err());
+    assert!(VectorIndex::build(&IndexParams { nbits: 17, ..p.clone() }, view(&base, dim)).is_err());
+    assert!(crate::matrix_view(&base, 0).is_err());
+    assert!(VectorIndex::build(&p, view(&[], dim)).is_err());
+    assert!(VectorIndex::build(&p, view(&base, 0)).is_err());
     let mut nan = base.clone();
     nan[17] = f32::INFINITY;
-    assert!(VectorIndex::build(&p, dim, &nan).is_err());
+    assert!(VectorIndex::build(&p, view(&nan, dim)).is_err());
     // FLAT over no rows is fine (an empty segment).
-    let empty = VectorIndex::build(&params(IndexType::Flat, Metric::Ip, 1), dim, &[]).expect("empty");
-    assert_eq!(empty.search(q, 5, &SearchParams::default(), None).expect("searches"), vec![Vec::<Hit>::new()]);
+    let empty = VectorIndex::build(&params(IndexType::Flat, Metric::Ip, 1), view(&[], dim)).expect("empty");
+    assert_eq!(
+        empty.search(view(q, dim), 5, &SearchParams::default(), all()).expect("searches"),
+        vec![Vec::<Hit>::new()]
+    );
 }
 
 #[test]
@@ -320,9 +335,9 @@ fn small_segments_clamp_nlist_and_codebooks() {
     let base = clustered(40, dim, 3, 18);
     for t in [IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq] {
         let p = IndexParams { m: Some(4), ..params(t, Metric::Cosine, 1024) };
-        let index = VectorIndex::build(&p, dim, &base).expect("builds");
+        let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
         assert_eq!(index.nlist(), 40);
-        let got = index.search(&base[..dim], 3, &SearchParams::default(), None).expect("searches");
+        let got = index.search(view(&base[..dim], dim), 3, &SearchParams::default(), all()).expect("searches");
         assert_eq!(got[0].len(), 3);
         if t != IndexType::IvfPq {
             assert_eq!(got[0][0].row, 0, "{}", t.name());
@@ -344,18 +359,21 @@ fn autoindex_rule() {
     assert_eq!(p.index_type, IndexType::Hnsw);
     // Built: FLAT below the threshold, HNSW above; COSINE by default.
     let dim = 8;
-    let small = VectorIndex::build(&base, dim, &clustered(100, dim, 4, 19)).expect("builds");
+    let small = VectorIndex::build(&base, view(&clustered(100, dim, 4, 19), dim)).expect("builds");
     assert_eq!((small.index_type(), small.metric()), (IndexType::Flat, Metric::Cosine));
     let data = clustered(AUTO_FLAT_MAX_ROWS, dim, 4, 19);
-    let big = VectorIndex::build(&base, dim, &data).expect("builds");
+    let big = VectorIndex::build(&base, view(&data, dim)).expect("builds");
     assert_eq!((big.index_type(), big.nlist(), big.default_nprobe(), big.default_ef()), (IndexType::Hnsw, 0, 0, 64));
     // A search without ef uses max(k, 64); the floor survives a round trip.
     let back = VectorIndex::from_bytes(&big.to_bytes()).expect("loads");
     assert_eq!(back.default_ef(), 64);
     let q = &data[..4 * dim];
     let ef64 = SearchParams { ef: Some(64), ..Default::default() };
-    assert_eq!(back.search(q, 10, &SearchParams::default(), None), big.search(q, 10, &ef64, None));
-    let explicit = VectorIndex::build(&IndexParams::new(IndexType::Hnsw, Metric::L2), dim, &data[..800 * dim]);
+    assert_eq!(
+        back.search(view(q, dim), 10, &SearchParams::default(), all()),
+        big.search(view(q, dim), 10, &ef64, all())
+    );
+    let explicit = VectorIndex::build(&IndexParams::new(IndexType::Hnsw, Metric::L2), view(&data[..800 * dim], dim));
     assert_eq!(explicit.expect("builds").default_ef(), 16);
 }
 
@@ -365,16 +383,15 @@ fn ivf_flat_batches_equal_single_queries() {
     let (n, dim, nq) = (3000, 20, 30);
     let base = clustered(n, dim, 200, 20);
     let queries = queries_like(nq, dim, 200, 20);
-    let allowed: Vec<bool> = (0..n).map(|i| i % 3 != 2).collect();
+    let allowed = from_bools(&(0..n).map(|i| i % 3 != 2).collect::<Vec<bool>>());
     for metric in METRICS {
-        let index = VectorIndex::build(&params(IndexType::IvfFlat, metric, 32), dim, &base).expect("builds");
+        let index = VectorIndex::build(&params(IndexType::IvfFlat, metric, 32), view(&base, dim)).expect("builds");
         let t = brute(&base, dim, &queries[..dim], metric, &|_| true);
         let ranged = SearchParams { nprobe: Some(6), radius: Some(t[60].1 as f32), range_filter: None, ef: None };
-        for (s, k, filter) in [(sp(6), 10, None), (sp(6), 10, Some(RowFilter::Allowed(&allowed))), (ranged, 500, None)]
-        {
-            let batch = index.search(&queries, k, &s, filter).expect("batch");
+        for (s, k, filter) in [(sp(6), 10, all()), (sp(6), 10, (&allowed).into()), (ranged, 500, all())] {
+            let batch = index.search(view(&queries, dim), k, &s, filter).expect("batch");
             for (qi, q) in queries.chunks_exact(dim).enumerate() {
-                let one = index.search(q, k, &s, filter).expect("single");
+                let one = index.search(view(q, dim), k, &s, filter).expect("single");
                 let same = one[0].iter().zip(&batch[qi]).filter(|(a, b)| a == b).count();
                 assert!(
                     same + 1 >= one[0].len().max(batch[qi].len()),
@@ -383,6 +400,111 @@ fn ivf_flat_batches_equal_single_queries() {
                     batch[qi]
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn a_set_stop_flag_cancels_every_search_and_build() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (n, dim) = (2000, 16);
+    let base = clustered(n, dim, 20, 21);
+    let queries = queries_like(20, dim, 20, 21);
+    let stop = AtomicBool::new(false);
+    let bits = from_bools(&(0..n).map(|i| i % 2 == 0).collect::<Vec<bool>>());
+    for t in [IndexType::Flat, IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::Hnsw] {
+        let p = IndexParams { m: Some(4), hnsw_m: 8, ef_construction: 40, ..params(t, Metric::L2, 16) };
+        let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
+        let ranged = SearchParams { nprobe: Some(4), radius: Some(1e9), ..Default::default() };
+        let ctx = SearchContext::new().with_stop(&stop);
+        for (s, k) in [(sp(4), 10), (ranged, 100)] {
+            for nq in [1, 20] {
+                for c in [ctx, ctx.with_filter(Some(&bits))] {
+                    let q = view(&queries[..nq * dim], dim);
+                    let want = index.search(q, k, &s, c.with_filter(None)).map(|_| ());
+                    assert!(want.is_ok(), "{} runs while the flag is clear", t.name());
+                    stop.store(true, Ordering::Relaxed);
+                    let got = index.search(q, k, &s, c);
+                    stop.store(false, Ordering::Relaxed);
+                    assert_eq!(got, Err(IndexError::Cancelled), "{} nq={nq}", t.name());
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        if t != IndexType::Flat {
+            assert_eq!(VectorIndex::build_cancellable(&p, view(&base, dim), &stop), Err(IndexError::Cancelled));
+        }
+        stop.store(false, Ordering::Relaxed);
+        assert_eq!(VectorIndex::build_cancellable(&p, view(&base, dim), &stop).expect("builds"), index);
+    }
+    let fp = flat::SearchParams { metric: Metric::Ip, k: 5, radius: None, range_filter: None };
+    stop.store(true, Ordering::Relaxed);
+    let ctx = SearchContext::new().with_stop(&stop);
+    for nq in [1, 3, 20] {
+        let q = view(&queries[..nq * dim], dim);
+        assert_eq!(flat::search_filtered(view(&base, dim), q, &fp, ctx, None), Err(IndexError::Cancelled));
+        assert_eq!(flat::search_per_row(view(&base, dim), q, &fp, ctx, None), Err(IndexError::Cancelled));
+        assert_eq!(flat::search_gemm(view(&base, dim), q, &fp, ctx, None), Err(IndexError::Cancelled));
+    }
+    let kp = crate::kmeans::KMeansParams::new(8);
+    assert_eq!(crate::kmeans::train_cancellable(view(&base, dim), &kp, &stop), Err(IndexError::Cancelled));
+}
+
+/// A flag set while a long search runs stops it within one coarse step: 100 GFLOP of
+/// exact batched search (seconds on two cores) end long before they could finish.
+#[test]
+fn a_stop_flag_set_mid_way_stops_a_large_search_early() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (n, dim, nq) = (200_000, 64, 4000);
+    let base = clustered(n, dim, 50, 22);
+    let queries = queries_like(nq, dim, 50, 22);
+    let index = VectorIndex::build(&params(IndexType::Flat, Metric::L2, 1), view(&base, dim)).expect("builds");
+    let stop = AtomicBool::new(false);
+    let t = std::time::Instant::now();
+    let got = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            stop.store(true, Ordering::Relaxed);
+        });
+        index.search(view(&queries, dim), 10, &sp(1), SearchContext::new().with_stop(&stop))
+    });
+    let elapsed = t.elapsed();
+    assert_eq!(got, Err(IndexError::Cancelled));
+    eprintln!("stopped after {elapsed:?}");
+    // The whole search takes seconds here; stopping waits for at most one block product
+    // per core (a few milliseconds) after the flag is seen.
+    assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[test]
+fn filtered_scans_skip_whole_excluded_words_and_agree_with_bit_tests() {
+    // Long runs of excluded rows (whole 64-row words) between allowed ones, at unaligned
+    // offsets, through the per-row and GEMM paths and every index type.
+    let (n, dim) = (3000, 12);
+    let base = clustered(n, dim, 30, 23);
+    let queries = queries_like(9, dim, 30, 23);
+    let allowed: Vec<bool> = (0..n).map(|i| (i / 100) % 3 == 0 || i % 97 == 5).collect();
+    let bits = from_bools(&allowed);
+    for metric in METRICS {
+        let truth: Vec<_> = queries.chunks_exact(dim).map(|q| brute(&base, dim, q, metric, &|i| allowed[i])).collect();
+        let fp = flat::SearchParams { metric, k: 10, radius: None, range_filter: None };
+        for nq in [1, 9] {
+            let q = view(&queries[..nq * dim], dim);
+            let ctx = SearchContext::from(&bits);
+            let a = flat::search_per_row(view(&base, dim), q, &fp, ctx, None).expect("per row");
+            let b = flat::search_gemm(view(&base, dim), q, &fp, ctx, None).expect("gemm");
+            for (qi, (a, b)) in a.iter().zip(&b).enumerate() {
+                let want: Vec<u32> = truth[qi].iter().take(10).map(|x| x.0).collect();
+                assert_eq!(a.iter().map(|h| h.row).collect::<Vec<_>>(), want, "{metric:?}");
+                assert_eq!(b.iter().map(|h| h.row).collect::<Vec<_>>(), want, "{metric:?}");
+            }
+        }
+        for t in [IndexType::IvfFlat, IndexType::IvfSq8, IndexType::IvfPq, IndexType::Hnsw] {
+            let p = IndexParams { m: Some(4), hnsw_m: 8, ef_construction: 40, ..params(t, metric, 16) };
+            let index = VectorIndex::build(&p, view(&base, dim)).expect("builds");
+            let got = index.search(view(&queries, dim), 10, &sp(16), (&bits).into()).expect("searches");
+            assert!(got.iter().flatten().all(|h| allowed[h.row as usize]), "{}", t.name());
+            assert!(got.iter().all(|g| g.len() == 10), "{}", t.name());
         }
     }
 }

@@ -3,6 +3,13 @@
 
 use std::io::Read;
 
+use fv_index::ndarray::ArrayView2;
+
+/// `x` (whole `dim`-d vectors, row-major) as a matrix view.
+pub fn m(x: &[f32], dim: usize) -> ArrayView2<'_, f32> {
+    fv_index::matrix_view(x, dim).expect("whole vectors")
+}
+
 /// The PyPI MiniLM-384 base set (50,000 × 384, unit norm), see shared/research/peers.md.
 pub const REAL_BASE: &str = "/work/shared/data/pypi-minilm-384/base.fvecs";
 /// Its public queries.

@@ -2,14 +2,13 @@
 //! exactly by [`crate::flat`] (GEMM for batches). Kept as an index type so that a segment
 //! always has one search entry point and one file format.
 
+use crate::context::SearchContext;
 use crate::error::{IndexError, Result};
-use crate::filter::RowFilter;
 use crate::flat;
 use crate::format::{Meta, Reader, Writer};
 use crate::metric::Metric;
+use crate::params::Bounds;
 use crate::topk::Hit;
-
-use super::Bounds;
 
 /// The raw vectors, searched exactly.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,13 +27,13 @@ impl FlatIndex {
         &self,
         queries: &[f32],
         k: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
     ) -> Result<Vec<Vec<Hit>>> {
         // COSINE data and queries are normalised: the inner product is the cosine.
         let metric = if self.meta.metric == Metric::L2 { Metric::L2 } else { Metric::Ip };
         let p = flat::SearchParams { metric, k, radius: b.radius, range_filter: b.range_filter };
-        flat::search_filtered(&self.vectors, self.meta.dim, queries, &p, filter, None)
+        flat::search_rows(&self.vectors, self.meta.dim, queries, &p, ctx, None)
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::context::{SearchContext, Stop};
 use crate::distance::{dot_rows, l2_rows};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
@@ -14,10 +15,9 @@ use crate::flat;
 use crate::format::{Reader, Writer};
 use crate::kmeans::{self, KMeansInit, KMeansParams};
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::half::HalfCentroids;
 
 /// A single query's list scans are split over two tasks from this many floats on (4 MiB
@@ -50,13 +50,19 @@ pub(crate) fn coarse_metric(metric: Metric) -> Metric {
 impl IvfLists {
     /// Trains `min(nlist, rows)` centroids on `x` and files every row under its nearest.
     /// Returns the lists and each row's list.
-    pub fn build(x: &[f32], dim: usize, metric: Metric, p: &IndexParams) -> Result<(IvfLists, Vec<u32>)> {
+    pub fn build(
+        x: &[f32],
+        dim: usize,
+        metric: Metric,
+        p: &IndexParams,
+        stop: Stop<'_>,
+    ) -> Result<(IvfLists, Vec<u32>)> {
         let rows = x.len() / dim;
         if rows == 0 {
             return Err(IndexError::input(format!("{} needs at least one row", p.index_type.name())));
         }
         let spherical = metric != Metric::L2;
-        let km = kmeans::train(
+        let km = kmeans::train_until(
             x,
             dim,
             &KMeansParams {
@@ -67,9 +73,11 @@ impl IvfLists {
                 spherical,
                 init: KMeansInit::PlusPlus,
             },
+            stop,
         )?;
-        let labels = kmeans::assign(x, dim, &km.centroids, spherical)?.labels;
         let nlist = km.k();
+        let centroids = km.into_rows();
+        let labels = kmeans::assign_rows(x, dim, &centroids, spherical)?.labels;
         let mut offsets = vec![0usize; nlist + 1];
         for &l in &labels {
             offsets[l as usize + 1] += 1;
@@ -83,7 +91,7 @@ impl IvfLists {
             ids[fill[l as usize]] = row as u32;
             fill[l as usize] += 1;
         }
-        Ok((IvfLists::new(dim, km.centroids, offsets, ids, metric), labels))
+        Ok((IvfLists::new(dim, centroids, offsets, ids, metric), labels))
     }
 
     /// Assembles the lists, deriving the f16 centroids when the coarse metric is IP.
@@ -113,10 +121,9 @@ impl IvfLists {
 
     /// The `nprobe` nearest lists of each query, with the coarse score (L2 distance or
     /// inner product to the centroid), best first.
-    pub fn probe(&self, queries: &[f32], nprobe: usize, metric: Metric) -> Vec<Vec<Hit>> {
+    pub fn probe(&self, queries: &[f32], nprobe: usize, metric: Metric, stop: Stop<'_>) -> Result<Vec<Vec<Hit>>> {
         let p = flat::SearchParams { metric: coarse_metric(metric), k: nprobe, radius: None, range_filter: None };
-        flat::search_filtered(&self.centroids, self.dim, queries, &p, None, None)
-            .unwrap_or_else(|_| vec![Vec::new(); queries.len() / self.dim])
+        flat::search_rows(&self.centroids, self.dim, queries, &p, SearchContext::stopped_by(stop), None)
     }
 
     /// [`IvfLists::probe`] for one query, equal to it (same kernels, so the same scores
@@ -199,13 +206,14 @@ pub(crate) trait ListScan: Sync {
         q: &[f32],
         l: usize,
         coarse: f32,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
         bounds: &Bounds,
         top: &mut TopK,
     );
 }
 
-/// Searches every query: probe, then scan the probed lists; queries in parallel.
+/// Searches every query: probe, then scan the probed lists (polling the stop flag before
+/// each); queries in parallel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn search<S: ListScan>(
     ivf: &IvfLists,
@@ -214,43 +222,50 @@ pub(crate) fn search<S: ListScan>(
     queries: &[f32],
     k: usize,
     nprobe: usize,
-    filter: Option<RowFilter<'_>>,
+    ctx: SearchContext<'_>,
     bounds: &Bounds,
-) -> Vec<Vec<Hit>> {
+) -> Result<Vec<Vec<Hit>>> {
     let dim = ivf.dim;
+    let (filter, stop) = (ctx.rows(), ctx.stop());
     let nprobe = nprobe.clamp(1, ivf.nlist());
     let probes = if queries.len() == dim {
         vec![ivf.probe_one(queries, nprobe, metric)]
     } else {
-        ivf.probe(queries, nprobe, metric)
+        ivf.probe(queries, nprobe, metric, stop)?
     };
-    let scan = |q: &[f32], probe: &[Hit]| {
+    let scan = |q: &[f32], probe: &[Hit]| -> Result<TopK> {
         let mut top = TopK::new(metric, k);
         let mut s = scanner.prepare(q);
         if let Some(first) = probe.first() {
             scanner.prefetch_list(ivf, first.row as usize);
         }
         for (i, h) in probe.iter().enumerate() {
+            stop.check()?;
             if let Some(next) = probe.get(i + 1) {
                 scanner.prefetch_list(ivf, next.row as usize);
             }
             scanner.scan(ivf, &mut s, q, h.row as usize, h.score, filter, bounds, &mut top);
         }
-        top
+        Ok(top)
     };
     if queries.len() / dim > 1 {
-        return queries.par_chunks_exact(dim).zip(probes.par_iter()).map(|(q, p)| scan(q, p).into_sorted()).collect();
+        return queries
+            .par_chunks_exact(dim)
+            .zip(probes.par_iter())
+            .map(|(q, p)| Ok(scan(q, p)?.into_sorted()))
+            .collect();
     }
     // One query: split its probed lists over two tasks when there is enough to scan.
-    let Some(probe) = probes.first() else { return Vec::new() };
+    let Some(probe) = probes.first() else { return Ok(Vec::new()) };
     let work: usize = probe.iter().map(|h| ivf.list(h.row as usize).len()).sum::<usize>() * dim;
     if work < SPLIT_FLOATS || probe.len() < 2 || rayon::current_num_threads() < 2 {
-        return vec![scan(queries, probe).into_sorted()];
+        return Ok(vec![scan(queries, probe)?.into_sorted()]);
     }
     let (a, b) = probe.split_at(probe.len() / 2);
-    let (mut ta, tb) = rayon::join(|| scan(queries, a), || scan(queries, b));
-    ta.merge(tb);
-    vec![ta.into_sorted()]
+    let (ta, tb) = rayon::join(|| scan(queries, a), || scan(queries, b));
+    let mut ta = ta?;
+    ta.merge(tb?);
+    Ok(vec![ta.into_sorted()])
 }
 
 /// Shared row loop: skips filtered rows before scoring, keeps in-range scores, and
@@ -259,7 +274,7 @@ pub(crate) fn search<S: ListScan>(
 pub(crate) fn scan_rows(
     ivf: &IvfLists,
     l: usize,
-    filter: Option<RowFilter<'_>>,
+    filter: RowFilter<'_>,
     bounds: &Bounds,
     metric: Metric,
     top: &mut TopK,
@@ -273,7 +288,7 @@ pub(crate) fn scan_rows(
         let mut n = 0;
         for p in start..end {
             let id = ivf.ids[p];
-            if filter.is_some_and(|f| !f.allows(id as usize)) {
+            if !filter.allows(id as usize) {
                 continue;
             }
             let s = score(p);
@@ -292,6 +307,7 @@ pub(crate) fn scan_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Stop;
     use crate::testdata::{clustered, queries_like};
 
     /// Lists over `nlist` centroids taken from the data itself (no training needed to
@@ -313,7 +329,7 @@ mod tests {
                 let queries = queries_like(6, dim, 7, dim as u64);
                 for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
                     for nprobe in [1, 4, nlist] {
-                        let many = ivf.probe(&queries, nprobe, metric);
+                        let many = ivf.probe(&queries, nprobe, metric, Stop::NEVER).expect("probes");
                         for (q, want) in queries.chunks_exact(dim).zip(&many) {
                             let got = ivf.probe_one(q, nprobe, metric);
                             assert_eq!(&got, want, "dim {dim} nlist {nlist} {metric:?} nprobe {nprobe}");

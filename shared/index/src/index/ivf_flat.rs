@@ -15,6 +15,7 @@ use std::ops::Range;
 use faer::Par;
 use rayon::prelude::*;
 
+use crate::context::{SearchContext, Stop};
 use crate::distance::{dot, dot_rows, l2_rows, l2_sq};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
@@ -22,10 +23,9 @@ use crate::format::{Meta, Reader, Writer};
 use crate::gemm;
 use crate::memory::{prefetch, scan_vec};
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Batches of at least this many queries are searched list-major with GEMM.
@@ -62,8 +62,8 @@ fn sq_norms(metric: Metric, vectors: &[f32], dim: usize) -> Vec<f32> {
 
 impl IvfFlatIndex {
     /// Builds from prepared (COSINE: normalised) vectors.
-    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams) -> Result<IvfFlatIndex> {
-        let (ivf, _) = IvfLists::build(x, meta.dim, meta.metric, p)?;
+    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams, stop: Stop<'_>) -> Result<IvfFlatIndex> {
+        let (ivf, _) = IvfLists::build(x, meta.dim, meta.metric, p, stop)?;
         let dim = meta.dim;
         let mut vectors = scan_vec(x.len());
         for &id in &ivf.ids {
@@ -79,32 +79,33 @@ impl IvfFlatIndex {
         queries: &[f32],
         k: usize,
         nprobe: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
-    ) -> Vec<Vec<Hit>> {
+    ) -> Result<Vec<Vec<Hit>>> {
         let dim = self.meta.dim;
         if queries.len() / dim < LIST_GEMM_MIN_QUERIES {
-            return ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, filter, b);
+            return ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, ctx, b);
         }
         let mut out = Vec::with_capacity(queries.len() / dim);
         for chunk in queries.chunks(QUERY_CHUNK * dim) {
-            out.extend(self.search_list_major(chunk, k, nprobe, filter, b));
+            out.extend(self.search_list_major(chunk, k, nprobe, ctx, b)?);
         }
-        out
+        Ok(out)
     }
 
-    /// The list-major GEMM path for one chunk of queries.
+    /// The list-major GEMM path for one chunk of queries (the stop flag polled before each
+    /// list).
     fn search_list_major(
         &self,
         queries: &[f32],
         k: usize,
         nprobe: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
-    ) -> Vec<Vec<Hit>> {
+    ) -> Result<Vec<Vec<Hit>>> {
         let (dim, metric, ivf) = (self.meta.dim, self.meta.metric, &self.ivf);
         let (nq, nlist) = (queries.len() / dim, ivf.nlist());
-        let probes = ivf.probe(queries, nprobe.clamp(1, nlist), metric);
+        let probes = ivf.probe(queries, nprobe.clamp(1, nlist), metric, ctx.stop())?;
         // Queries of each list (CSR).
         let mut qoff = vec![0usize; nlist + 1];
         for h in probes.iter().flatten() {
@@ -136,8 +137,18 @@ impl IvfFlatIndex {
         }
         let qsq: Vec<f32> =
             if metric == Metric::L2 { queries.chunks_exact(dim).map(|q| dot(q, q)).collect() } else { Vec::new() };
-        let job = ListMajor { index: self, queries, qoff: &qoff, qids: &qids, qsq: &qsq, k, filter, bounds: b };
-        let partial: Vec<Vec<TopK>> = ranges.into_par_iter().map(|r| job.run(r)).collect();
+        let job = ListMajor {
+            index: self,
+            queries,
+            qoff: &qoff,
+            qids: &qids,
+            qsq: &qsq,
+            k,
+            filter: ctx.rows(),
+            stop: ctx.stop(),
+            bounds: b,
+        };
+        let partial: Vec<Vec<TopK>> = ranges.into_par_iter().map(|r| job.run(r)).collect::<Result<_>>()?;
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(metric, k)).collect();
         for part in partial {
             for (t, o) in tops.iter_mut().zip(part) {
@@ -145,7 +156,8 @@ impl IvfFlatIndex {
             }
         }
         // Rescore the kept positions exactly and map them to row ids.
-        tops.into_iter()
+        Ok(tops
+            .into_iter()
             .zip(queries.chunks_exact(dim))
             .map(|(top, q)| {
                 let mut out = TopK::new(metric, k);
@@ -159,7 +171,7 @@ impl IvfFlatIndex {
                 }
                 out.into_sorted()
             })
-            .collect()
+            .collect())
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -190,13 +202,14 @@ struct ListMajor<'a> {
     qids: &'a [u32],
     qsq: &'a [f32],
     k: usize,
-    filter: Option<RowFilter<'a>>,
+    filter: RowFilter<'a>,
+    stop: Stop<'a>,
     bounds: &'a Bounds,
 }
 
 impl ListMajor<'_> {
     /// Scores lists `lists` against their queries; hits carry list *positions*.
-    fn run(&self, lists: Range<usize>) -> Vec<TopK> {
+    fn run(&self, lists: Range<usize>) -> Result<Vec<TopK>> {
         let ix = self.index;
         let (dim, metric, ivf) = (ix.meta.dim, ix.meta.metric, &ix.ivf);
         let nq = self.queries.len() / dim;
@@ -209,11 +222,12 @@ impl ListMajor<'_> {
             if qs.is_empty() || range.is_empty() {
                 continue;
             }
+            self.stop.check()?;
             let mut block = &ix.vectors[range.start * dim..range.end * dim];
             let mut positions: Option<&[u32]> = None;
-            if let Some(f) = self.filter {
+            if !self.filter.is_all() {
                 pos.clear();
-                pos.extend(range.clone().filter(|&p| f.allows(ivf.ids[p] as usize)).map(|p| p as u32));
+                pos.extend(range.clone().filter(|&p| self.filter.allows(ivf.ids[p] as usize)).map(|p| p as u32));
                 if pos.is_empty() {
                     continue;
                 }
@@ -237,7 +251,7 @@ impl ListMajor<'_> {
             }
             out.clear();
             out.resize(nb * qs.len(), 0f32);
-            gemm::dots(block, &qbuf, dim, &mut out, Par::Seq);
+            gemm::dots_rows(block, &qbuf, dim, &mut out, Par::Seq);
             for (col, &qi) in out.chunks_exact_mut(nb).zip(qs) {
                 let top = &mut tops[qi as usize];
                 if metric == Metric::L2 {
@@ -258,7 +272,7 @@ impl ListMajor<'_> {
                 }
             }
         }
-        tops
+        Ok(tops)
     }
 }
 
@@ -281,14 +295,14 @@ impl ListScan for IvfFlatIndex {
         q: &[f32],
         l: usize,
         _coarse: f32,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
         bounds: &Bounds,
         top: &mut TopK,
     ) {
         let dim = self.meta.dim;
         let metric = self.meta.metric;
         let v = &self.vectors;
-        if filter.is_none() && !bounds.active() {
+        if filter.is_all() && !bounds.active() {
             // Every row of the list is scored: one blocked pass over its contiguous
             // vectors (the query loaded once per 4 rows), 64 scores per selection step,
             // every `SCAN_STEP` rows first requesting those `ahead` rows further on (the

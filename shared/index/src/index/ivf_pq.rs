@@ -16,17 +16,17 @@
 
 use rayon::prelude::*;
 
+use crate::context::{SearchContext, Stop};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
 use crate::kmeans::{self, KMeansInit, KMeansParams};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
-use crate::params::IndexParams;
+use crate::params::{Bounds, IndexParams};
 use crate::rng::Rng;
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Inverted lists of product-quantised residuals.
@@ -48,10 +48,10 @@ fn code_bytes(nbits: usize) -> usize {
 
 impl IvfPqIndex {
     /// Builds from prepared (COSINE: normalised) vectors; `meta.m` divides `meta.dim`.
-    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams) -> Result<IvfPqIndex> {
+    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams, stop: Stop<'_>) -> Result<IvfPqIndex> {
         let (dim, m, nbits) = (meta.dim, meta.m, meta.nbits);
         let (dsub, ksub) = (dim / m, 1usize << nbits);
-        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p)?;
+        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p, stop)?;
         let rows = labels.len();
         let mut residuals = vec![0f32; x.len()];
         residuals.par_chunks_mut(dim).enumerate().for_each(|(row, r)| {
@@ -76,7 +76,7 @@ impl IvfPqIndex {
             .map(|j| {
                 let data = sub(j, &mut sample.iter().copied());
                 let k = ksub.min(sample.len());
-                let km = kmeans::train(
+                let km = kmeans::train_until(
                     &data,
                     dsub,
                     &KMeansParams {
@@ -87,8 +87,9 @@ impl IvfPqIndex {
                         spherical: false,
                         init: KMeansInit::PlusPlus,
                     },
+                    stop,
                 )?;
-                let mut book = km.centroids;
+                let mut book = km.into_rows();
                 while book.len() < ksub * dsub {
                     let first: Vec<f32> = book[..dsub].to_vec();
                     book.extend_from_slice(&first);
@@ -105,7 +106,7 @@ impl IvfPqIndex {
             .into_par_iter()
             .map(|j| {
                 let data = sub(j, &mut (0..rows));
-                Ok(kmeans::assign(&data, dsub, &codebooks[j * ksub * dsub..(j + 1) * ksub * dsub], false)?.labels)
+                Ok(kmeans::assign_rows(&data, dsub, &codebooks[j * ksub * dsub..(j + 1) * ksub * dsub], false)?.labels)
             })
             .collect();
         let per_sub: Vec<Vec<u32>> = per_sub.into_iter().collect::<Result<_>>()?;
@@ -137,10 +138,10 @@ impl IvfPqIndex {
         queries: &[f32],
         k: usize,
         nprobe: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
-    ) -> Vec<Vec<Hit>> {
-        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, filter, b)
+    ) -> Result<Vec<Vec<Hit>>> {
+        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, ctx, b)
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -252,7 +253,7 @@ impl ListScan for IvfPqIndex {
         q: &[f32],
         l: usize,
         coarse: f32,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
         bounds: &Bounds,
         top: &mut TopK,
     ) {

@@ -11,17 +11,16 @@
 
 use rayon::prelude::*;
 
-use crate::distance::dot;
+use crate::context::{SearchContext, Stop};
 use crate::error::{IndexError, Result};
 use crate::filter::RowFilter;
 use crate::format::{Meta, Reader, Writer};
 use crate::memory::scan_vec;
 use crate::metric::Metric;
-use crate::params::IndexParams;
-use crate::sq8;
+use crate::params::{Bounds, IndexParams};
+use crate::sq8::{self, Sq8Fit, Sq8Range};
 use crate::topk::{Hit, TopK};
 
-use super::Bounds;
 use super::ivf::{self, IvfLists, ListScan};
 
 /// Inverted lists of scalar-quantised residuals.
@@ -29,48 +28,41 @@ use super::ivf::{self, IvfLists, ListScan};
 pub struct IvfSq8Index {
     pub(crate) meta: Meta,
     pub(crate) ivf: IvfLists,
-    vmin: Vec<f32>,
-    step: Vec<f32>,
+    /// The quantiser of the residuals.
+    range: Sq8Range,
     /// `rows × dim` codes in list order.
     codes: Vec<u8>,
 }
 
 impl IvfSq8Index {
     /// Builds from prepared (COSINE: normalised) vectors.
-    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams) -> Result<IvfSq8Index> {
+    pub(crate) fn build(meta: Meta, x: &[f32], p: &IndexParams, stop: Stop<'_>) -> Result<IvfSq8Index> {
         let dim = meta.dim;
-        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p)?;
+        let (ivf, labels) = IvfLists::build(x, dim, meta.metric, p, stop)?;
         let residual = |row: usize, out: &mut [f32]| {
             let c = ivf.centroid(labels[row] as usize);
             for ((o, &v), &c) in out.iter_mut().zip(&x[row * dim..(row + 1) * dim]).zip(c) {
                 *o = v - c;
             }
         };
-        let mut vmin = vec![f32::INFINITY; dim];
-        let mut vmax = vec![f32::NEG_INFINITY; dim];
+        let mut fit = Sq8Fit::new(dim);
         let mut r = vec![0f32; dim];
         for row in 0..labels.len() {
             residual(row, &mut r);
-            for t in 0..dim {
-                vmin[t] = vmin[t].min(r[t]);
-                vmax[t] = vmax[t].max(r[t]);
-            }
+            fit.add(&r);
         }
-        let step: Vec<f32> = vmin.iter().zip(&vmax).map(|(lo, hi)| (hi - lo) / 255.0).collect();
+        let range = fit.finish();
         let mut codes = scan_vec(labels.len() * dim);
         codes.resize(labels.len() * dim, 0u8);
         codes.par_chunks_mut(dim).zip(ivf.ids.par_iter()).for_each_init(
             || vec![0f32; dim],
             |r, (code, &id)| {
                 residual(id as usize, r);
-                for t in 0..dim {
-                    code[t] =
-                        if step[t] > 0.0 { ((r[t] - vmin[t]) / step[t]).round().clamp(0.0, 255.0) as u8 } else { 0 };
-                }
+                range.encode(r, code);
             },
         );
         let meta = Meta { nlist: ivf.nlist(), default_nprobe: meta.default_nprobe.min(ivf.nlist()), ..meta };
-        Ok(IvfSq8Index { meta, ivf, vmin, step, codes })
+        Ok(IvfSq8Index { meta, ivf, range, codes })
     }
 
     pub(crate) fn search(
@@ -78,20 +70,20 @@ impl IvfSq8Index {
         queries: &[f32],
         k: usize,
         nprobe: usize,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
         b: &Bounds,
-    ) -> Vec<Vec<Hit>> {
-        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, filter, b)
+    ) -> Result<Vec<Vec<Hit>>> {
+        ivf::search(&self.ivf, self, self.meta.metric, queries, k, nprobe, ctx, b)
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.ivf.memory_bytes() + self.codes.len() + self.vmin.len() * 8
+        self.ivf.memory_bytes() + self.codes.len() + self.range.memory_bytes()
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
         self.ivf.write(w);
-        w.f32s(&self.vmin);
-        w.f32s(&self.step);
+        w.f32s(&self.range.vmin);
+        w.f32s(&self.range.step);
         w.bytes(&self.codes);
     }
 
@@ -103,7 +95,7 @@ impl IvfSq8Index {
         if meta.m != 0 || meta.nbits != 0 {
             return Err(IndexError::corrupt("IVF_SQ8 header carries PQ parameters"));
         }
-        Ok(IvfSq8Index { meta, ivf, vmin, step, codes })
+        Ok(IvfSq8Index { meta, ivf, range: Sq8Range { vmin, step }, codes })
     }
 }
 
@@ -120,7 +112,8 @@ impl ListScan for IvfSq8Index {
         if self.meta.metric == Metric::L2 {
             Sq8Scratch { qv: 0.0, w: vec![0.0; self.meta.dim] }
         } else {
-            Sq8Scratch { qv: dot(q, &self.vmin), w: q.iter().zip(&self.step).map(|(q, s)| q * s).collect() }
+            let (qv, w) = self.range.ip_query(q);
+            Sq8Scratch { qv, w }
         }
     }
 
@@ -131,7 +124,7 @@ impl ListScan for IvfSq8Index {
         q: &[f32],
         l: usize,
         coarse: f32,
-        filter: Option<RowFilter<'_>>,
+        filter: RowFilter<'_>,
         bounds: &Bounds,
         top: &mut TopK,
     ) {
@@ -141,9 +134,9 @@ impl ListScan for IvfSq8Index {
         if metric == Metric::L2 {
             let c = ivf.centroid(l);
             for t in 0..dim {
-                s.w[t] = q[t] - c[t] - self.vmin[t];
+                s.w[t] = q[t] - c[t] - self.range.vmin[t];
             }
-            let (a, step) = (&s.w, &self.step);
+            let (a, step) = (&s.w, &self.range.step);
             ivf::scan_rows(ivf, l, filter, bounds, metric, top, |p| sq8::l2(a, step, &codes[p * dim..(p + 1) * dim]));
         } else {
             let base = coarse + s.qv;

@@ -29,6 +29,9 @@ mod ivf_pq;
 mod ivf_sq8;
 
 use std::borrow::Cow;
+use std::sync::atomic::AtomicBool;
+
+use ndarray::ArrayView2;
 
 pub use flat::FlatIndex;
 pub use hnsw::{BRUTE_FORCE_MAX_ALLOWED, DEFAULT_MIN_EF, DEFAULT_RANGE_EF, HnswIndex, MAX_BATCH, MAX_LEVEL};
@@ -36,12 +39,13 @@ pub use ivf_flat::IvfFlatIndex;
 pub use ivf_pq::IvfPqIndex;
 pub use ivf_sq8::IvfSq8Index;
 
+use crate::context::{SearchContext, Stop};
 use crate::distance::normalize;
 use crate::error::{IndexError, Result};
-use crate::filter::RowFilter;
 use crate::format::{self, Meta, Writer};
 use crate::metric::Metric;
-use crate::params::{DEFAULT_NPROBE, IndexParams, IndexType, SearchParams};
+use crate::params::{Bounds, DEFAULT_NPROBE, IndexParams, IndexType, SearchParams};
+use crate::rows_of;
 use crate::topk::Hit;
 
 /// AUTOINDEX builds FLAT below this many rows.
@@ -52,20 +56,6 @@ pub const AUTO_HNSW_M: usize = 18;
 pub const AUTO_HNSW_EF_CONSTRUCTION: usize = 240;
 /// AUTOINDEX's HNSW `ef` floor when a search does not set `ef`.
 pub const AUTO_HNSW_EF: usize = 64;
-
-/// Range-search bounds of one search.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Bounds {
-    pub radius: Option<f32>,
-    pub range_filter: Option<f32>,
-}
-
-impl Bounds {
-    #[inline]
-    pub fn active(&self) -> bool {
-        self.radius.is_some() || self.range_filter.is_some()
-    }
-}
 
 /// What AUTOINDEX builds for a segment of `rows` rows: the resolved parameters (concrete
 /// type and its build parameters) and the default of the type's search parameter (HNSW:
@@ -99,14 +89,26 @@ pub enum VectorIndex {
 }
 
 impl VectorIndex {
-    /// Builds an index of `data` (`rows × dim`, row-major; row `i` is segment offset `i`).
+    /// Builds an index of the rows of `data` (`rows × dim`; row `i` is segment offset `i`).
     /// AUTOINDEX is resolved here by [`auto_index`]; IVF types use `min(nlist, rows)` lists.
-    pub fn build(params: &IndexParams, dim: usize, data: &[f32]) -> Result<VectorIndex> {
+    pub fn build(params: &IndexParams, data: ArrayView2<'_, f32>) -> Result<VectorIndex> {
+        VectorIndex::build_until(params, data, Stop::NEVER)
+    }
+
+    /// [`VectorIndex::build`] that stops with [`IndexError::Cancelled`] once `stop` is set
+    /// (polled before every k-means iteration and HNSW insertion batch).
+    pub fn build_cancellable(
+        params: &IndexParams,
+        data: ArrayView2<'_, f32>,
+        stop: &AtomicBool,
+    ) -> Result<VectorIndex> {
+        VectorIndex::build_until(params, data, Stop::new(Some(stop)))
+    }
+
+    fn build_until(params: &IndexParams, data: ArrayView2<'_, f32>, stop: Stop<'_>) -> Result<VectorIndex> {
+        let (rows, dim) = data.dim();
         params.validate(dim)?;
-        if !data.len().is_multiple_of(dim) {
-            return Err(IndexError::input(format!("{} floats do not hold whole {dim}-d vectors", data.len())));
-        }
-        let rows = data.len() / dim;
+        let data = rows_of(data);
         if rows > u32::MAX as usize {
             return Err(IndexError::input(format!("{rows} rows exceed the 2^32 row limit of a segment")));
         }
@@ -123,26 +125,26 @@ impl VectorIndex {
             _ => (params.clone(), DEFAULT_NPROBE, 0),
         };
         let x: Cow<'_, [f32]> = if p.metric == Metric::Cosine {
-            let mut v = data.to_vec();
+            let mut v = data.into_owned();
             v.chunks_exact_mut(dim).for_each(|r| {
                 normalize(r);
             });
             Cow::Owned(v)
         } else {
-            Cow::Borrowed(data)
+            data
         };
         let meta =
             Meta { index_type: p.index_type, metric: p.metric, dim, rows, nlist: 0, m: 0, nbits: 0, default_nprobe: 0 };
         let ivf_meta = Meta { nlist: p.nlist, default_nprobe, ..meta.clone() };
         Ok(match p.index_type {
             IndexType::Flat => VectorIndex::Flat(FlatIndex::build(meta, x.into_owned())),
-            IndexType::IvfFlat => VectorIndex::IvfFlat(IvfFlatIndex::build(ivf_meta, &x, &p)?),
-            IndexType::IvfSq8 => VectorIndex::IvfSq8(IvfSq8Index::build(ivf_meta, &x, &p)?),
+            IndexType::IvfFlat => VectorIndex::IvfFlat(IvfFlatIndex::build(ivf_meta, &x, &p, stop)?),
+            IndexType::IvfSq8 => VectorIndex::IvfSq8(IvfSq8Index::build(ivf_meta, &x, &p, stop)?),
             IndexType::IvfPq => {
                 let meta = Meta { m: p.m_for(dim), nbits: p.nbits, ..ivf_meta };
-                VectorIndex::IvfPq(IvfPqIndex::build(meta, &x, &p)?)
+                VectorIndex::IvfPq(IvfPqIndex::build(meta, &x, &p, stop)?)
             }
-            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::build(meta, x.into_owned(), &p, default_ef)?),
+            IndexType::Hnsw => VectorIndex::Hnsw(HnswIndex::build(meta, x.into_owned(), &p, default_ef, stop)?),
             IndexType::AutoIndex => return Err(IndexError::Unsupported("AUTOINDEX did not resolve".into())),
         })
     }
@@ -213,27 +215,28 @@ impl VectorIndex {
     }
 
     /// Searches `queries` (`nq × dim`, row-major) for up to `k` hits each, best first.
-    /// Rows excluded by `filter` are never returned (IVF and FLAT never score them; HNSW
-    /// walks through them); `params` carries nprobe (IVF, clamped to nlist), ef (HNSW:
-    /// at least `k`, else an error) and the range bounds (see [`Metric::in_range`]).
+    /// Rows the context's filter excludes are never returned (IVF and FLAT never score
+    /// them; HNSW walks through them); `params` carries nprobe (IVF, clamped to nlist), ef
+    /// (HNSW: at least `k`, else an error) and the range bounds (see
+    /// [`Metric::in_range`]). Once the context's stop flag is set the search returns
+    /// [`IndexError::Cancelled`].
     pub fn search(
         &self,
-        queries: &[f32],
+        queries: ArrayView2<'_, f32>,
         k: usize,
         params: &SearchParams,
-        filter: Option<RowFilter<'_>>,
+        ctx: SearchContext<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
         let meta = self.meta();
         let dim = meta.dim;
-        if !queries.len().is_multiple_of(dim) {
-            return Err(IndexError::input(format!("{} query floats do not hold whole {dim}-d vectors", queries.len())));
+        if queries.ncols() != dim {
+            return Err(IndexError::input(format!("{}-d queries for a {dim}-d index", queries.ncols())));
         }
+        let queries = rows_of(queries);
         if let Some(i) = queries.iter().position(|x| !x.is_finite()) {
             return Err(IndexError::input(format!("query {} holds a NaN or infinite value", i / dim)));
         }
-        if let Some(f) = &filter {
-            f.check(meta.rows)?;
-        }
+        ctx.rows().check(meta.rows)?;
         params.validate(meta.metric)?;
         let nq = queries.len() / dim;
         if nq == 0 {
@@ -243,22 +246,22 @@ impl VectorIndex {
             return Ok(vec![Vec::new(); nq]);
         }
         let q: Cow<'_, [f32]> = if meta.metric == Metric::Cosine {
-            let mut v = queries.to_vec();
+            let mut v = queries.into_owned();
             v.chunks_exact_mut(dim).for_each(|r| {
                 normalize(r);
             });
             Cow::Owned(v)
         } else {
-            Cow::Borrowed(queries)
+            queries
         };
         let b = Bounds { radius: params.radius, range_filter: params.range_filter };
         let nprobe = params.nprobe.unwrap_or(meta.default_nprobe).clamp(1, meta.nlist.max(1));
         Ok(match self {
-            VectorIndex::Flat(i) => i.search(&q, k, filter, &b)?,
-            VectorIndex::IvfFlat(i) => i.search(&q, k, nprobe, filter, &b),
-            VectorIndex::IvfSq8(i) => i.search(&q, k, nprobe, filter, &b),
-            VectorIndex::IvfPq(i) => i.search(&q, k, nprobe, filter, &b),
-            VectorIndex::Hnsw(i) => i.search(&q, k, params.ef, filter, &b)?,
+            VectorIndex::Flat(i) => i.search(&q, k, ctx, &b)?,
+            VectorIndex::IvfFlat(i) => i.search(&q, k, nprobe, ctx, &b)?,
+            VectorIndex::IvfSq8(i) => i.search(&q, k, nprobe, ctx, &b)?,
+            VectorIndex::IvfPq(i) => i.search(&q, k, nprobe, ctx, &b)?,
+            VectorIndex::Hnsw(i) => i.search(&q, k, params.ef, ctx, &b)?,
         })
     }
 

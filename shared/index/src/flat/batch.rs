@@ -3,19 +3,22 @@
 //! Scores come from one product per (row block × query block): `x·y` for IP, `x·y / (‖x‖‖y‖)`
 //! for COSINE and `‖x‖² − 2x·y + ‖y‖²` for L2. Blocks keep memory bounded (a score block is
 //! at most `ROW_BLOCK × QUERY_BLOCK` floats per task) and let the row block stay in cache
-//! across query blocks. Rows excluded by the filter are gathered out before the product,
-//! so they are never scored. Each query's column goes through [`TopK::push_block`].
+//! across query blocks. Rows excluded by the filter are gathered out before the product
+//! (a word of 64 excluded rows at a time), so they are never scored; the stop flag is
+//! polled before every block product. Each query's column goes through [`TopK::push_block`].
 //!
-//! The kept hits are then rescored with the per-row kernels ([`flat::score`]) so that scores
+//! The kept hits are then rescored with the per-row kernels ([`score`]) so that scores
 //! equal the per-row path bit for bit; rankings can differ from it only for candidates
 //! whose GEMM and kernel scores straddle a float tie at the k-th place (or a range bound).
 
 use faer::Par;
 use rayon::prelude::*;
 
+use super::score::{SearchParams, query_norm, score};
+use crate::context::{SearchContext, Stop};
 use crate::distance::{dot, norm};
+use crate::error::Result;
 use crate::filter::RowFilter;
-use crate::flat::{self, SearchParams};
 use crate::gemm;
 use crate::metric::Metric;
 use crate::topk::{Hit, TopK};
@@ -28,15 +31,15 @@ const QUERY_BLOCK: usize = 512;
 const MIN_TASK_QUERIES: usize = 32;
 
 /// Exact search of `queries` against `base` through GEMM. Same contract as
-/// [`flat::search_filtered`] (whole vectors, filter and norms cover every row).
-pub(crate) fn search(
+/// [`super::search_filtered`] (whole vectors, filter and norms cover every row).
+pub(super) fn search(
     base: &[f32],
     dim: usize,
     queries: &[f32],
     p: &SearchParams,
-    filter: Option<RowFilter<'_>>,
+    ctx: SearchContext<'_>,
     norms: Option<&[f32]>,
-) -> Vec<Vec<Hit>> {
+) -> Result<Vec<Vec<Hit>>> {
     let rows = base.len() / dim;
     let nq = queries.len() / dim;
     let metric = p.metric;
@@ -60,26 +63,26 @@ pub(crate) fn search(
         })
         .filter(|(b, q)| !b.is_empty() && !q.is_empty())
         .collect();
-    let ctx = Ctx { base, dim, queries, p, filter, norms, qterm: &qterm };
+    let job = Ctx { base, dim, queries, p, filter: ctx.rows(), stop: ctx.stop(), norms, qterm: &qterm };
     let partial: Vec<(usize, Vec<TopK>)> =
-        tasks.into_par_iter().map(|(blocks, qs)| (qs.start, ctx.run(blocks, qs))).collect();
+        tasks.into_par_iter().map(|(blocks, qs)| Ok((qs.start, job.run(blocks, qs)?))).collect::<Result<_>>()?;
     let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(metric, p.k)).collect();
     for (start, part) in partial {
         for (t, o) in tops[start..].iter_mut().zip(part) {
             t.merge(o);
         }
     }
-    tops.into_iter().zip(queries.chunks_exact(dim)).map(|(top, q)| rescore(base, dim, q, p, norms, top)).collect()
+    Ok(tops.into_iter().zip(queries.chunks_exact(dim)).map(|(top, q)| rescore(base, dim, q, p, norms, top)).collect())
 }
 
 /// Rescores the selected hits with the per-row kernel and sorts them best first.
 fn rescore(base: &[f32], dim: usize, q: &[f32], p: &SearchParams, norms: Option<&[f32]>, top: TopK) -> Vec<Hit> {
-    let qn = if p.metric == Metric::Cosine { norm(q) } else { 0.0 };
-    let ranged = p.radius.is_some() || p.range_filter.is_some();
+    let qn = query_norm(p.metric, q);
+    let ranged = p.ranged();
     let mut out = TopK::new(p.metric, p.k);
     for h in top.into_sorted() {
         let r = h.row as usize;
-        let s = flat::score(p.metric, q, qn, &base[r * dim..(r + 1) * dim], norms.map(|n| n[r]));
+        let s = score(p.metric, q, qn, &base[r * dim..(r + 1) * dim], norms.map(|n| n[r]));
         if !s.is_nan() && (!ranged || p.metric.in_range(s, p.radius, p.range_filter)) {
             out.push(Hit { row: h.row, score: s });
         }
@@ -92,7 +95,8 @@ struct Ctx<'a> {
     dim: usize,
     queries: &'a [f32],
     p: &'a SearchParams,
-    filter: Option<RowFilter<'a>>,
+    filter: RowFilter<'a>,
+    stop: Stop<'a>,
     norms: Option<&'a [f32]>,
     qterm: &'a [f32],
 }
@@ -100,19 +104,19 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Scores queries `qs` against row blocks `blocks`; returns the best k of each query
     /// (index 0 is query `qs.start`).
-    fn run(&self, blocks: std::ops::Range<usize>, qs: std::ops::Range<usize>) -> Vec<TopK> {
+    fn run(&self, blocks: std::ops::Range<usize>, qs: std::ops::Range<usize>) -> Result<Vec<TopK>> {
         let (dim, p) = (self.dim, self.p);
         let rows = self.base.len() / dim;
-        let ranged = p.radius.is_some() || p.range_filter.is_some();
+        let ranged = p.ranged();
         let mut tops: Vec<TopK> = qs.clone().map(|_| TopK::new(p.metric, p.k)).collect();
         let (mut ids, mut gathered, mut rterm, mut out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for b in blocks {
             let (start, end) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(rows));
             let mut block = &self.base[start * dim..end * dim];
             let mut block_ids: Option<&[u32]> = None;
-            if let Some(f) = self.filter {
+            if !self.filter.is_all() {
                 ids.clear();
-                ids.extend((start..end).filter(|&r| f.allows(r)).map(|r| r as u32));
+                ids.extend(self.filter.allowed_in(start..end).map(|r| r as u32));
                 if ids.is_empty() {
                     continue;
                 }
@@ -139,9 +143,10 @@ impl Ctx<'_> {
             }
             for qb in qs.clone().step_by(QUERY_BLOCK) {
                 let qe = (qb + QUERY_BLOCK).min(qs.end);
+                self.stop.check()?;
                 out.clear();
                 out.resize(nb * (qe - qb), 0f32);
-                gemm::dots(block, &self.queries[qb * dim..qe * dim], dim, &mut out, Par::Seq);
+                gemm::dots_rows(block, &self.queries[qb * dim..qe * dim], dim, &mut out, Par::Seq);
                 for (qi, col) in (qb..qe).zip(out.chunks_exact_mut(nb)) {
                     to_scores(p.metric, col, &rterm, self.qterm.get(qi).copied().unwrap_or(0.0));
                     if ranged {
@@ -156,7 +161,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        tops
+        Ok(tops)
     }
 }
 

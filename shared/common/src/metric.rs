@@ -1,4 +1,7 @@
-//! Similarity metrics as Milvus names them.
+//! Vector similarity metrics as Milvus names them (`metric_type` of an index or a search).
+//!
+//! It lives here, not in the index crate, because the proxy validates and parses metric
+//! names without searching anything; the index crate re-exports it as `fv_index::Metric`.
 
 /// A vector similarity metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,7 +15,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Parses "L2", "IP", "COSINE" (case-insensitive).
+    /// Parses "L2", "IP", "COSINE" (case-insensitive, surrounding spaces ignored).
     pub fn parse(s: &str) -> Option<Metric> {
         match s.trim().to_ascii_uppercase().as_str() {
             "L2" => Some(Metric::L2),
@@ -60,7 +63,11 @@ mod tests {
     #[test]
     fn parse_and_order() {
         assert_eq!(Metric::parse("cosine"), Some(Metric::Cosine));
+        assert_eq!(Metric::parse(" ip "), Some(Metric::Ip));
         assert_eq!(Metric::parse("HAMMING"), None);
+        for m in [Metric::L2, Metric::Ip, Metric::Cosine] {
+            assert_eq!(Metric::parse(m.name()), Some(m));
+        }
         assert!(Metric::L2.better(1.0, 2.0));
         assert!(Metric::Ip.better(2.0, 1.0));
         assert!(Metric::L2.in_range(1.0, Some(2.0), Some(0.5)));
