@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use fv_index::Metric;
+use fv_common::Metric;
 use fv_proto::common::ConsistencyLevel;
 
 use crate::dataset::Source;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fv_index::Metric;
+use fv_common::Metric;
 use fv_index::flat::{self, SearchParams};
 use fv_index::matrix_view;
 use rand::rngs::StdRng;

@@ -6,7 +6,7 @@
 //! 1.0. The true score of a returned id is computed from the dataset, never taken from the
 //! server's answer.
 
-use fv_index::Metric;
+use fv_common::Metric;
 
 /// Relative tolerance for "ties the k-th score" (scores travel as f32 through two
 /// different summation orders).

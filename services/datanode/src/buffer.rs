@@ -144,38 +144,16 @@ impl ChannelBuffer {
 
 #[cfg(test)]
 mod tests {
+    use fv_storage::testing;
+
     use super::*;
-    use fv_proto::common::KeyValuePair;
-    use fv_proto::schema::{CollectionSchema, DataType, FieldSchema};
-    use fv_storage::{Column, ColumnData};
 
     fn schema() -> Schema {
-        let pk = FieldSchema {
-            field_id: 100,
-            name: "id".into(),
-            is_primary_key: true,
-            data_type: DataType::Int64 as i32,
-            ..Default::default()
-        };
-        let v = FieldSchema {
-            field_id: 101,
-            name: "v".into(),
-            data_type: DataType::FloatVector as i32,
-            type_params: vec![KeyValuePair { key: "dim".into(), value: "2".into() }],
-            ..Default::default()
-        };
-        Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() })
-            .expect("schema")
+        testing::schema(2)
     }
 
     fn rows(ids: &[i64], ts: u64) -> SegmentData {
-        SegmentData {
-            timestamps: vec![ts; ids.len()],
-            columns: vec![
-                Column::new(100, ColumnData::Int64(ids.to_vec())),
-                Column::new(101, ColumnData::FloatVector { dim: 2, data: vec![0.5; ids.len() * 2] }),
-            ],
-        }
+        testing::rows(ids, ts, 2, |_, _| 0.5)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use fv_common::schema::Field;
 use fv_common::ts::physical_ms;
 use fv_common::{Code, DYNAMIC_FIELD_NAME, FvError, FvResult};
-use fv_index::Metric;
+use fv_common::Metric;
 use fv_proto::api;
 use fv_proto::common::{IndexState, KeyValuePair, LoadState};
 use fv_proto::fv::datacoord as dc;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use fv_common::schema::Schema;
 use fv_common::ts::{GUARANTEE_BOUNDED, wall_clock_ts_minus};
 use fv_common::{Code, CollectionId, FvError, FvResult, PartitionId, PrimaryKey, Timestamp};
-use fv_index::Metric;
+use fv_common::Metric;
 use fv_proto::api::{QueryRequest, QueryResults, SearchRequest, SearchResults};
 use fv_proto::common::{ConsistencyLevel, KeyValuePair, PlaceholderGroup, PlaceholderType};
 use fv_proto::fv::index::DescribeIndexRequest;

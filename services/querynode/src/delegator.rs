@@ -562,7 +562,7 @@ mod tests {
     use super::*;
 
     fn delegator() -> Arc<Delegator> {
-        let schema = crate::segment::tests::schema();
+        let schema = Arc::new(fv_storage::testing::schema(2));
         Delegator::new(1, "dml_0_1v0".into(), schema, None, HashSet::new(), false, Shutdown::new())
     }
 
@@ -592,7 +592,7 @@ mod tests {
         let d = Delegator::new(
             1,
             "dml_0_1v0".into(),
-            crate::segment::tests::schema(),
+            Arc::new(fv_storage::testing::schema(2)),
             None,
             HashSet::new(),
             true,

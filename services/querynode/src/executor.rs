@@ -2,12 +2,14 @@
 //! growing segments and the sealed segments of every worker, reduces) and on a worker
 //! (runs the sealed segments it was asked for at the delegator's MVCC timestamp).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fv_common::schema::Schema;
 use fv_common::{FvError, FvResult, NodeId, SegmentId, Timestamp};
-use fv_index::Metric;
+use fv_common::Metric;
 use fv_proto::fv::querynode::{QueryRequest, QueryResponse, SearchRequest, SearchResponse};
 use fv_proto::schema::SearchResultData;
 use fv_runtime::Clients;
@@ -36,7 +38,7 @@ fn compile(
         .map_err(|e| FvError::invalid_parameter(format!("cannot parse expression: {req_filter}, error: {e}")))
 }
 
-fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvResult<SearchJob> {
+fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp, stop: &Stop) -> FvResult<SearchJob> {
     let metric = Metric::parse(&req.metric_type)
         .ok_or_else(|| FvError::invalid_parameter(format!("metric type {} is not supported", req.metric_type)))?;
     let (nq, dim) = (req.nq.max(0) as usize, req.dim.max(0) as usize);
@@ -71,6 +73,7 @@ fn search_job(schema: &Schema, req: &SearchRequest, mvcc_ts: Timestamp) -> FvRes
         nprobe: num("nprobe").filter(|n| *n >= 1.0).map(|n| n as usize),
         // Out-of-range values reach the index, which refuses them (0 stays 0).
         ef: num("ef").map(|n| n.max(0.0) as usize),
+        stop: stop.flag(),
     })
 }
 
@@ -81,6 +84,10 @@ fn search_segments(
 ) -> FvResult<SearchResultData> {
     let mut parts = Vec::with_capacity(segments.len());
     for s in segments {
+        // Each index polls the flag inside its scan; between segments it is checked here.
+        if job.stop.load(Ordering::Acquire) {
+            return Err(FvError::timeout("search stopped: its request was cancelled or timed out"));
+        }
         parts.push(s.search(&job)?);
     }
     Ok(merge_search(&parts, &schema, job.nq, 0, job.topk, job.metric.higher_is_better())?)
@@ -117,15 +124,58 @@ fn split(node: &NodeState, snap: Snapshot) -> FvResult<(Vec<Arc<Segment>>, Remot
     Ok((local, remote, snap.pin))
 }
 
+/// The stop flag of one read: set when the read's future is dropped (its caller gave up,
+/// or another shard of the read failed) and when its deadline passes, so that the scans
+/// running for it on blocking threads stop instead of finishing for nobody.
+struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    fn new() -> Stop {
+        Stop(Arc::new(AtomicBool::new(false)))
+    }
+
+    fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs a read with its stop flag for at most `timeout` (the request's own timeout).
+async fn bounded<T, F, Fut>(what: &str, timeout: Duration, read: F) -> FvResult<T>
+where
+    F: FnOnce(Stop) -> Fut,
+    Fut: Future<Output = FvResult<T>>,
+{
+    let stop = Stop::new();
+    let flag = stop.flag();
+    match tokio::time::timeout(timeout, read(stop)).await {
+        Ok(r) => r,
+        Err(_) => {
+            flag.store(true, Ordering::Release);
+            Err(FvError::timeout(format!("{what} did not finish within {} ms", timeout.as_millis())))
+        }
+    }
+}
+
 pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
+    let timeout = timeout_of(req.timeout_ms);
+    bounded("search", timeout, |stop| search_with(node, req, stop)).await
+}
+
+async fn search_with(node: Arc<NodeState>, req: SearchRequest, stop: Stop) -> FvResult<SearchResponse> {
     if req.from_delegator {
-        return search_on_worker(node, req).await;
+        return search_on_worker(node, req, stop).await;
     }
     let d = node.delegator(&req.vchannel)?;
     d.check_serving()?;
     let mvcc = d.wait_serviceable(&node.worker, req.guarantee_ts, timeout_of(req.timeout_ms)).await?;
     let schema = d.schema.clone();
-    let job = Arc::new(search_job(&schema, &req, mvcc)?);
+    let job = Arc::new(search_job(&schema, &req, mvcc, &stop)?);
     let (local, remote, _pin) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();
@@ -144,7 +194,7 @@ pub async fn search(node: Arc<NodeState>, req: SearchRequest) -> FvResult<Search
     Ok(SearchResponse { status: Some(Default::default()), result: Some(result), mvcc_ts: mvcc })
 }
 
-async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest) -> FvResult<SearchResponse> {
+async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest, stop: Stop) -> FvResult<SearchResponse> {
     let segments = node.worker.sealed(&req.segment_ids)?;
     let Some(schema) = segments.first().map(|s| s.schema.clone()) else {
         let nq = req.nq.max(0) as usize;
@@ -154,7 +204,7 @@ async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest) -> FvResult<
             mvcc_ts: req.mvcc_ts,
         });
     };
-    let job = Arc::new(search_job(&schema, &req, req.mvcc_ts)?);
+    let job = Arc::new(search_job(&schema, &req, req.mvcc_ts, &stop)?);
     let (nq, topk) = (job.nq, job.topk);
     let s2 = schema.clone();
     let result = tokio::task::spawn_blocking(move || search_segments(segments, job, s2))
@@ -164,13 +214,14 @@ async fn search_on_worker(node: Arc<NodeState>, req: SearchRequest) -> FvResult<
     Ok(SearchResponse { status: Some(Default::default()), result: Some(result), mvcc_ts: req.mvcc_ts })
 }
 
-fn query_job(schema: &Schema, req: &QueryRequest, mvcc_ts: Timestamp) -> FvResult<QueryJob> {
+fn query_job(schema: &Schema, req: &QueryRequest, mvcc_ts: Timestamp, stop: &Stop) -> FvResult<QueryJob> {
     Ok(QueryJob {
         plan: compile(schema, &req.filter, &req.filter_params)?,
         output_fields: req.output_field_ids.clone(),
         mvcc_ts,
         limit: (req.limit >= 0).then_some(req.limit as usize),
         count_only: req.count_only,
+        stop: stop.flag(),
     })
 }
 
@@ -214,12 +265,17 @@ fn empty_columns(schema: &Schema, job: &QueryJob) -> Vec<fv_proto::schema::Field
 }
 
 pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryResponse> {
+    let timeout = timeout_of(req.timeout_ms);
+    bounded("query", timeout, |stop| query_with(node, req, stop)).await
+}
+
+async fn query_with(node: Arc<NodeState>, req: QueryRequest, stop: Stop) -> FvResult<QueryResponse> {
     if req.from_delegator {
         let segments = node.worker.sealed(&req.segment_ids)?;
         let Some(schema) = segments.first().map(|s| s.schema.clone()) else {
             return Ok(QueryResponse { status: Some(Default::default()), mvcc_ts: req.mvcc_ts, ..Default::default() });
         };
-        let job = Arc::new(query_job(&schema, &req, req.mvcc_ts)?);
+        let job = Arc::new(query_job(&schema, &req, req.mvcc_ts, &stop)?);
         let (j2, s2) = (job.clone(), schema.clone());
         let (rows, count) = tokio::task::spawn_blocking(move || query_segments(segments, j2, s2))
             .await
@@ -233,7 +289,7 @@ pub async fn query(node: Arc<NodeState>, req: QueryRequest) -> FvResult<QueryRes
     // once the shard has caught up with it; otherwise at everything consumed.
     let mvcc = if req.mvcc_ts > 0 { req.mvcc_ts.min(serviceable) } else { serviceable };
     let schema = d.schema.clone();
-    let job = Arc::new(query_job(&schema, &req, mvcc)?);
+    let job = Arc::new(query_job(&schema, &req, mvcc, &stop)?);
     let (local, remote, _pin) = split(&node, d.snapshot(&req.partition_ids))?;
     let remote_calls = remote.into_iter().map(|(n, segs)| {
         let mut r = req.clone();

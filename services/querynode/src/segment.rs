@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use fv_common::bitset::{self, FixedBitSet};
 use fv_common::schema::Schema;
 use fv_common::{CollectionId, FieldId, FvError, FvResult, PartitionId, PrimaryKey, SegmentId, Timestamp};
-use fv_index::filter::from_bools;
 use fv_index::flat::{self, SearchParams};
 use fv_index::{Metric, SearchContext, VectorIndex, matrix_view};
 use fv_proto::schema::SearchResultData;
@@ -20,6 +21,11 @@ use fv_storage::{ColumnData, SegmentData};
 use parking_lot::RwLock;
 
 pub const LIVE: Timestamp = Timestamp::MAX;
+
+/// The error of a read whose stop flag was set (it was given up or timed out).
+fn stopped(segment: SegmentId) -> FvError {
+    FvError::timeout(format!("read of segment {segment} stopped: its request was cancelled or timed out"))
+}
 
 /// What a search over segments needs.
 pub struct SearchJob {
@@ -38,6 +44,8 @@ pub struct SearchJob {
     pub nprobe: Option<usize>,
     /// HNSW beam width (None: the index's default; below topk is an error).
     pub ef: Option<usize>,
+    /// Set when the request is given up or times out: the search stops where it is.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// The index build a sealed segment is searched with. FLAT builds (and AUTOINDEX on a
@@ -56,6 +64,8 @@ pub struct QueryJob {
     /// Rows wanted (smallest primary keys first); None for all.
     pub limit: Option<usize>,
     pub count_only: bool,
+    /// Set when the request is given up or times out: the query stops between segments.
+    pub stop: Arc<AtomicBool>,
 }
 
 struct Inner {
@@ -130,22 +140,26 @@ impl Inner {
         hit
     }
 
-    /// Rows visible at `mvcc` that match `plan`; None means "all rows".
-    fn mask(&self, mvcc: Timestamp, plan: Option<&fv_expr::Plan>) -> FvResult<Option<Vec<bool>>> {
-        let n = self.data.num_rows();
+    /// The rows a read at `mvcc` may return (set bit = allowed): visible at `mvcc`, not
+    /// deleted at or before it, and matching `plan`; None means every row. One bitset
+    /// from the expression to the index: visibility is built a word at a time and ANDed
+    /// with the expression's bitset a word at a time.
+    fn mask(&self, mvcc: Timestamp, plan: Option<&fv_expr::Plan>) -> FvResult<Option<FixedBitSet>> {
         let mut mask = if mvcc >= self.max_ts && self.deleted == 0 {
             None
         } else {
-            Some((0..n).map(|r| self.data.timestamps[r] <= mvcc && self.deleted_at[r] > mvcc).collect::<Vec<bool>>())
+            Some(bitset::from_pairs(&self.data.timestamps, &self.deleted_at, |ts, deleted| {
+                *ts <= mvcc && *deleted > mvcc
+            }))
         };
         if let Some(p) = plan.filter(|p| !p.is_always_true()) {
             let matched = p
                 .evaluate(&self.data)
                 .map_err(|e| FvError::invalid_parameter(format!("cannot evaluate filter: {e}")))?;
             mask = Some(match mask {
-                None => (0..n).map(|r| matched.contains(r)).collect(),
+                None => matched,
                 Some(mut m) => {
-                    m.iter_mut().enumerate().for_each(|(r, a)| *a &= matched.contains(r));
+                    m.intersect_with(&matched);
                     m
                 }
             });
@@ -281,11 +295,11 @@ impl Segment {
         }
         let built = self.index.read().clone();
         let index = built.as_ref().and_then(|b| b.index.as_ref()).filter(|vi| vi.metric() == job.metric);
-        // The MVCC/delete/expression mask as the index's bitset (set bit = row allowed).
-        let bits = mask.as_deref().map(from_bools);
-        let ctx = SearchContext::new().with_filter(bits.as_ref());
-        let invalid =
-            |e: fv_index::IndexError| FvError::invalid_parameter(format!("search on segment {}: {e}", self.id));
+        let ctx = SearchContext::new().with_filter(mask.as_ref()).with_stop(&job.stop);
+        let invalid = |e: fv_index::IndexError| match e {
+            fv_index::IndexError::Cancelled => stopped(self.id),
+            e => FvError::invalid_parameter(format!("search on segment {}: {e}", self.id)),
+        };
         let hits = if data.is_empty() {
             vec![Vec::new(); job.nq]
         } else if let Some(vi) = index {
@@ -331,16 +345,19 @@ impl Segment {
 
     /// Rows matching the job (smallest keys first when limited), or their count.
     pub fn retrieve(&self, job: &QueryJob) -> FvResult<(Rows, usize)> {
+        if job.stop.load(Ordering::Acquire) {
+            return Err(stopped(self.id));
+        }
         let i = self.inner.read();
         let mask = i.mask(job.mvcc_ts, job.plan.as_ref())?;
         let n = i.data.num_rows();
+        if job.count_only {
+            return Ok((Rows { columns: vec![] }, mask.map_or(n, |m| m.count_ones(..))));
+        }
         let matching: Vec<usize> = match &mask {
             None => (0..n).collect(),
-            Some(m) => (0..n).filter(|&r| m[r]).collect(),
+            Some(m) => m.ones().collect(),
         };
-        if job.count_only {
-            return Ok((Rows { columns: vec![] }, matching.len()));
-        }
         let pk =
             i.data.column(self.schema.pk().id).ok_or_else(|| FvError::internal("segment lacks the primary key"))?;
         let mut keyed: Vec<(PrimaryKey, usize)> = matching.iter().filter_map(|&r| pk.pk(r).map(|k| (k, r))).collect();
@@ -364,52 +381,28 @@ impl Segment {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use fv_proto::common::KeyValuePair;
-    use fv_proto::schema::{CollectionSchema, DataType, FieldSchema};
-    use fv_storage::Column;
+mod tests {
+    use fv_storage::testing;
 
-    pub fn schema() -> Arc<Schema> {
-        let pk = FieldSchema {
-            field_id: 100,
-            name: "id".into(),
-            is_primary_key: true,
-            data_type: DataType::Int64 as i32,
-            ..Default::default()
-        };
-        let v = FieldSchema {
-            field_id: 101,
-            name: "v".into(),
-            data_type: DataType::FloatVector as i32,
-            type_params: vec![KeyValuePair { key: "dim".into(), value: "2".into() }],
-            ..Default::default()
-        };
-        Arc::new(
-            Schema::from_proto(&CollectionSchema { name: "c".into(), fields: vec![pk, v], ..Default::default() })
-                .expect("schema"),
-        )
+    use super::*;
+
+    const DIM: usize = 2;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(testing::schema(DIM))
     }
 
+    /// Rows whose vector is `(id, 0)`: the nearest to the origin is the smallest key.
     fn rows(ids: &[i64], ts: u64) -> SegmentData {
-        SegmentData {
-            timestamps: vec![ts; ids.len()],
-            columns: vec![
-                Column::new(100, ColumnData::Int64(ids.to_vec())),
-                Column::new(
-                    101,
-                    ColumnData::FloatVector { dim: 2, data: ids.iter().flat_map(|i| [*i as f32, 0.0]).collect() },
-                ),
-            ],
-        }
+        testing::rows(ids, ts, DIM, |id, j| if j == 0 { id as f32 } else { 0.0 })
     }
 
     fn job(mvcc: u64) -> SearchJob {
         SearchJob {
-            field_id: 101,
+            field_id: testing::VECTOR_FIELD,
             metric: Metric::L2,
             nq: 1,
-            dim: 2,
+            dim: DIM,
             vectors: vec![0.0, 0.0],
             topk: 10,
             plan: None,
@@ -419,7 +412,12 @@ pub(crate) mod tests {
             range_filter: None,
             nprobe: None,
             ef: None,
+            stop: Default::default(),
         }
+    }
+
+    fn query(mvcc: u64, limit: Option<usize>, count_only: bool) -> QueryJob {
+        QueryJob { plan: None, output_fields: vec![], mvcc_ts: mvcc, limit, count_only, stop: Default::default() }
     }
 
     fn ids(r: &SearchResultData) -> Vec<i64> {
@@ -429,15 +427,14 @@ pub(crate) mod tests {
         }
     }
 
+    fn growing(ids: &[i64], ts: u64) -> Segment {
+        let place = SegmentPlace { id: 1, collection: 1, partition: 1, vchannel: "v".into() };
+        Segment::new(place, schema(), rows(ids, ts), false, None)
+    }
+
     #[test]
     fn mvcc_and_deletes() {
-        let s = Segment::new(
-            SegmentPlace { id: 1, collection: 1, partition: 1, vchannel: "v".into() },
-            schema(),
-            rows(&[3, 1, 2], 10),
-            false,
-            None,
-        );
+        let s = growing(&[3, 1, 2], 10);
         s.append(&rows(&[4], 20)).expect("append");
         assert_eq!(ids(&s.search(&job(15)).expect("search")), vec![1, 2, 3]);
         assert_eq!(ids(&s.search(&job(25)).expect("search")), vec![1, 2, 3, 4]);
@@ -449,14 +446,41 @@ pub(crate) mod tests {
         s.delete(&[PrimaryKey::Int(3)], &[40]);
         s.append(&rows(&[3], 40)).expect("append");
         assert_eq!(s.live_rows(41), 3);
-        let (r, n) = s
-            .retrieve(&QueryJob { plan: None, output_fields: vec![], mvcc_ts: 50, limit: Some(2), count_only: false })
-            .expect("retrieve");
+        let (r, n) = s.retrieve(&query(50, Some(2), false)).expect("retrieve");
         assert_eq!(n, 2);
         assert_eq!(r.columns[0].data, ColumnData::Int64(vec![1, 3]));
-        let (_, count) = s
-            .retrieve(&QueryJob { plan: None, output_fields: vec![], mvcc_ts: 50, limit: None, count_only: true })
-            .expect("count");
+        let (_, count) = s.retrieve(&query(50, None, true)).expect("count");
         assert_eq!(count, 3);
+    }
+
+    #[test]
+    fn the_filter_and_visibility_bitsets_combine() {
+        // 130 rows (three bitset words), the even keys deleted at 20, more rows at 30.
+        let keys: Vec<i64> = (0..130).collect();
+        let s = growing(&keys, 10);
+        let evens: Vec<PrimaryKey> = keys.iter().filter(|k| *k % 2 == 0).map(|k| PrimaryKey::Int(*k)).collect();
+        s.delete(&evens, &vec![20; evens.len()]);
+        s.append(&rows(&[1000, 1001], 30)).expect("append");
+        let plan = fv_expr::compile_simple("id > 100", &schema()).expect("plan");
+        let mut j = job(25);
+        j.plan = Some(plan.clone());
+        j.topk = 100;
+        let expect: Vec<i64> = (101..130).filter(|k| k % 2 == 1).collect();
+        assert_eq!(ids(&s.search(&j).expect("search")), expect);
+        let mut q = query(35, None, true);
+        q.plan = Some(plan);
+        // Odd keys 101..129 and the two rows written at 30.
+        assert_eq!(s.retrieve(&q).expect("count").1, expect.len() + 2);
+    }
+
+    #[test]
+    fn a_stopped_read_returns_a_timeout() {
+        let s = growing(&[1, 2, 3], 10);
+        let j = job(15);
+        j.stop.store(true, Ordering::Release);
+        assert_eq!(s.search(&j).unwrap_err().code, fv_common::Code::Timeout);
+        let q = query(15, None, false);
+        q.stop.store(true, Ordering::Release);
+        assert_eq!(s.retrieve(&q).unwrap_err().code, fv_common::Code::Timeout);
     }
 }

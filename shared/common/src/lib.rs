@@ -1,7 +1,9 @@
 //! Vocabulary shared by every Ferrovec crate: ids and hybrid timestamps, the Milvus error
 //! codes and the [`FvError`] that carries them across roles, the validated schema model,
-//! primary keys, vector similarity metrics, and the naming of channels on the log.
+//! primary keys, vector similarity metrics, the row bitset ([`bitset`]) and the naming of
+//! channels on the log.
 
+pub mod bitset;
 pub mod channel;
 pub mod error;
 pub mod hash;

@@ -10,7 +10,7 @@
 //!
 //! | module | answers |
 //! |---|---|
-//! | `bits` | building row bitsets a word at a time |
+//! | `fv_common::bitset` | building row bitsets a word at a time (shared with the query node and the indexes) |
 //! | `tri` | three-valued results and Kleene logic |
 //! | `values` | the values of an expression over all rows, their numeric view |
 //! | `arith` | arithmetic over values |
@@ -19,14 +19,13 @@
 //! | this file | walking the plan over a [`ColumnSource`], the public entry points |
 
 mod arith;
-mod bits;
 mod json;
 mod predicate;
 mod tri;
 mod values;
 
-use fixedbitset::FixedBitSet;
 use fv_common::FieldId;
+use fv_common::bitset::{self as bits, FixedBitSet};
 use fv_storage::{Column, ColumnData};
 use serde_json::Value;
 

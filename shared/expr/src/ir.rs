@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 use fv_common::schema::Schema;
 use fv_common::{FieldId, PrimaryKey};
 use fv_proto::schema::DataType;

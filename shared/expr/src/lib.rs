@@ -71,7 +71,7 @@
 //! # Evaluation
 //!
 //! Predicates evaluate to pairs of row bitsets (definitely true / definitely false);
-//! [`Plan::evaluate`] returns the first, a [`FixedBitSet`](fixedbitset::FixedBitSet) with
+//! [`Plan::evaluate`] returns the first, a [`FixedBitSet`](fv_common::bitset::FixedBitSet) with
 //! one bit per row, set where the row matches, ready to be ANDed word by word with other
 //! row filters (MVCC visibility, deletes) and handed to a vector index.
 //! Comparisons of typed columns with constants, ranges, `in` sets, LIKE on VarChar

@@ -6,18 +6,9 @@
 //! *before* scoring a row, so an excluded row costs one bit test, and scans that walk rows
 //! in order skip a whole word of 64 excluded rows at once.
 
-pub use fixedbitset::FixedBitSet;
+pub use fv_common::bitset::{FixedBitSet, from_bools};
 
 use crate::error::{IndexError, Result};
-
-/// A bitset over `allowed.len()` rows with the rows whose flag is true set.
-pub fn from_bools(allowed: &[bool]) -> FixedBitSet {
-    let mut bits = FixedBitSet::with_capacity(allowed.len());
-    for (row, _) in allowed.iter().enumerate().filter(|(_, a)| **a) {
-        bits.insert(row);
-    }
-    bits
-}
 
 /// The rows one search may consider, as the indexes test them: every row (no bitset), or
 /// the set bits of one bitset. Rows at or beyond the bitset's length are excluded;

@@ -1,13 +1,13 @@
 //! Arithmetic over values: vectorised loops over typed columns (integers wrap on
 //! overflow, a zero divisor makes the row null), per-row arithmetic on dynamic values.
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 
-use super::bits;
 use super::values::{Num, Vals, num_of};
 use crate::ast::ArithOp;
 use crate::compare::Dyn;
 use crate::ir::Ty;
+use fv_common::bitset as bits;
 
 fn int_arith(op: ArithOp, x: i64, y: i64) -> Option<i64> {
     Some(match op {

@@ -6,16 +6,16 @@
 //! rows. Dynamic values (JSON) are compared row by row with the rules of
 //! [`crate::compare`].
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 use fv_storage::ColumnData;
 
-use super::bits;
 use super::tri::Tri;
 use super::values::{Num, Vals, num_of};
 use crate::ast::CmpOp;
 use crate::compare::{Dyn, dyn_cmp, dyn_in, lit_cmp, lit_f64};
 use crate::ir::{InSet, Lit};
 use crate::like::LikePattern;
+use fv_common::bitset as bits;
 
 /// `data[i] op c` for every row, with the operator chosen outside the loop.
 #[inline]

@@ -1,9 +1,9 @@
 //! Three-valued predicate results: which rows are definitely true, which definitely
 //! false; the rest are unknown (SQL's null logic, Kleene's `and` / `or` / `not`).
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 
-use super::bits;
+use fv_common::bitset as bits;
 
 /// The result of a predicate: rows definitely true (`t`), definitely false (`f`); the
 /// rest are unknown. `t` and `f` never overlap.

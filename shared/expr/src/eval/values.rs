@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 use fv_storage::ColumnData;
 
 use crate::compare::Dyn;
@@ -118,7 +118,7 @@ pub(crate) fn num_of<'v>(v: &'v Vals<'_>) -> Option<(Num<'v>, Option<&'v FixedBi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::bits;
+    use fv_common::bitset as bits;
 
     #[test]
     fn rows_read_as_dynamic_values() {

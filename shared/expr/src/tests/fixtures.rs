@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use fixedbitset::FixedBitSet;
+use fv_common::bitset::FixedBitSet;
 use fv_common::schema::{Schema, prepare_new_schema};
 use fv_proto::common::KeyValuePair;
 use fv_proto::schema::{

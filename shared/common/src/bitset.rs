@@ -1,5 +1,7 @@
-//! Building row bitsets ([`FixedBitSet`], one bit per row, set = the row is in) a whole
-//! word at a time.
+//! The one row bitset of Ferrovec, [`FixedBitSet`] (one bit per row, set = the row is
+//! in: it matches the filter, is visible, is allowed to be returned), from the
+//! expression evaluator through the query node's visibility and delete masks to the
+//! indexes, and how to build one a whole word at a time.
 //!
 //! The tight loops fill the bitset's blocks directly: 64 rows (one `usize` block) per
 //! output word, with no branch in the inner loop, so the compiler can vectorise simple
@@ -7,25 +9,25 @@
 //! equality see only rows; the in-place operations (`intersect_with`, `union_with`,
 //! `difference_with`) keep them zero, and [`not`] flips only the rows.
 
-use fixedbitset::{Block, FixedBitSet};
+pub use fixedbitset::{Block, FixedBitSet};
 
 /// Rows per block of a [`FixedBitSet`].
 const WORD: usize = Block::BITS as usize;
 
 /// No row.
-pub(crate) fn zeros(len: usize) -> FixedBitSet {
+pub fn zeros(len: usize) -> FixedBitSet {
     FixedBitSet::with_capacity(len)
 }
 
 /// Every row.
-pub(crate) fn ones(len: usize) -> FixedBitSet {
+pub fn ones(len: usize) -> FixedBitSet {
     let mut b = FixedBitSet::with_capacity(len);
     b.insert_range(..);
     b
 }
 
 /// The complement over the rows (the bits past `len` stay zero).
-pub(crate) fn not(b: &FixedBitSet) -> FixedBitSet {
+pub fn not(b: &FixedBitSet) -> FixedBitSet {
     let mut out = b.clone();
     out.toggle_range(..);
     out
@@ -43,7 +45,7 @@ fn word<T>(chunk: &[T], f: &impl Fn(&T) -> bool) -> Block {
 
 /// One bit per element of `data`: set where `f` holds.
 #[inline]
-pub(crate) fn from_slice<T>(data: &[T], f: impl Fn(&T) -> bool) -> FixedBitSet {
+pub fn from_slice<T>(data: &[T], f: impl Fn(&T) -> bool) -> FixedBitSet {
     let mut out = FixedBitSet::with_capacity(data.len());
     let blocks = out.as_mut_slice();
     let mut chunks = data.chunks_exact(WORD);
@@ -62,7 +64,7 @@ pub(crate) fn from_slice<T>(data: &[T], f: impl Fn(&T) -> bool) -> FixedBitSet {
 
 /// One bit per pair of elements of `a` and `b` (over the shorter of the two).
 #[inline]
-pub(crate) fn from_pairs<A, B>(a: &[A], b: &[B], f: impl Fn(&A, &B) -> bool) -> FixedBitSet {
+pub fn from_pairs<A, B>(a: &[A], b: &[B], f: impl Fn(&A, &B) -> bool) -> FixedBitSet {
     let len = a.len().min(b.len());
     let mut out = FixedBitSet::with_capacity(len);
     for ((w, ca), cb) in out.as_mut_slice().iter_mut().zip(a[..len].chunks(WORD)).zip(b[..len].chunks(WORD)) {
@@ -76,7 +78,7 @@ pub(crate) fn from_pairs<A, B>(a: &[A], b: &[B], f: impl Fn(&A, &B) -> bool) -> 
 }
 
 /// One bit per row index `0..len`, for per-row (dynamic) predicates.
-pub(crate) fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> FixedBitSet {
+pub fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> FixedBitSet {
     let mut out = FixedBitSet::with_capacity(len);
     let blocks = out.as_mut_slice();
     for i in 0..len {
@@ -87,7 +89,7 @@ pub(crate) fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> FixedBitS
 
 /// Two bitsets over the rows `0..len` from a per-row three-valued function: the rows
 /// where it is `Some(true)`, and those where it is `Some(false)`.
-pub(crate) fn from_opt_fn(len: usize, mut f: impl FnMut(usize) -> Option<bool>) -> (FixedBitSet, FixedBitSet) {
+pub fn from_opt_fn(len: usize, mut f: impl FnMut(usize) -> Option<bool>) -> (FixedBitSet, FixedBitSet) {
     let mut t = FixedBitSet::with_capacity(len);
     let mut fl = FixedBitSet::with_capacity(len);
     let (tb, fb) = (t.as_mut_slice(), fl.as_mut_slice());
@@ -103,12 +105,12 @@ pub(crate) fn from_opt_fn(len: usize, mut f: impl FnMut(usize) -> Option<bool>) 
 }
 
 /// The set flags of a `Vec<bool>` (e.g. a column's validity).
-pub(crate) fn from_bools(v: &[bool]) -> FixedBitSet {
+pub fn from_bools(v: &[bool]) -> FixedBitSet {
     from_slice(v, |b| *b)
 }
 
 /// `a & b`, where `None` means every row.
-pub(crate) fn and_opt(a: Option<&FixedBitSet>, b: Option<&FixedBitSet>) -> Option<FixedBitSet> {
+pub fn and_opt(a: Option<&FixedBitSet>, b: Option<&FixedBitSet>) -> Option<FixedBitSet> {
     match (a, b) {
         (None, None) => None,
         (Some(x), None) | (None, Some(x)) => Some(x.clone()),
